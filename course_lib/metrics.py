@@ -1,0 +1,108 @@
+"""Evaluation metrics, computed per learner and summarised with 95 % confidence intervals.
+
+Derived in chapter 01 (section on evaluation) and used by chapters 05-07. Thin wrappers around
+scikit-learn so that every chapter reports the same numbers the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+__all__ = ["auc", "log_loss", "expected_calibration_error", "mae", "rmse", "ndcg_at_k",
+           "mean_ci", "bootstrap_ci"]
+
+
+def _as_arrays(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true, dtype=float).ravel()
+    y_prob = np.asarray(y_prob, dtype=float).ravel()
+    if y_true.shape != y_prob.shape:
+        raise ValueError(f"y_true has {y_true.size} values but the predictions have {y_prob.size}")
+    if y_true.size == 0:
+        raise ValueError("no predictions to score (empty query set?)")
+    if np.isnan(y_true).any() or np.isnan(y_prob).any():
+        raise ValueError("NaN in targets or predictions; drop missing answers before scoring")
+    return y_true, y_prob
+
+
+def auc(y_true, y_prob) -> float:
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``); NaN if only one class is present."""
+    y_true, y_prob = _as_arrays(y_true, y_prob)
+    if len(np.unique(y_true)) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(y_true, y_prob))
+
+
+def log_loss(y_true, y_prob, eps: float = 1e-6) -> float:
+    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 − eps])."""
+    y_true, y_prob = _as_arrays(y_true, y_prob)
+    return float(skm.log_loss(y_true, np.clip(y_prob, eps, 1 - eps), labels=[0, 1]))
+
+
+def expected_calibration_error(y_true, y_prob, n_bins: int = 10) -> float:
+    """ECE: the |accuracy − confidence| gap averaged over equal-width probability bins, weighted by count."""
+    y_true, y_prob = _as_arrays(y_true, y_prob)
+    bins = np.clip((y_prob * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += sel.mean() * abs(y_true[sel].mean() - y_prob[sel].mean())
+    return float(total)
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return float(skm.mean_absolute_error(y_true, y_pred))
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return float(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
+
+
+def ndcg_at_k(y_true, y_score, k: int = 3) -> float:
+    """nDCG@k of one user's list: ``y_true`` relevances (e.g. ratings), ``y_score`` predicted scores.
+
+    Uses ``sklearn.metrics.ndcg_score`` (gain = relevance, log2 discount). Chapter 06.
+    """
+    y_true, y_score = _as_arrays(y_true, y_score)
+    if y_true.size < 2:
+        raise ValueError("nDCG needs at least 2 items in the list")
+    return float(skm.ndcg_score(y_true[None, :], y_score[None, :], k=k))
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and normal-approximation confidence interval over units (e.g. one value per learner)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        raise ValueError("no finite values to average")
+    from scipy.stats import norm
+
+    m = float(v.mean())
+    half = float(norm.ppf(0.5 + level / 2) * v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+    return m, m - half, m + half
+
+
+def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 200,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """A pooled metric over learners and its bootstrap CI, resampling *learners* (not answers).
+
+    ``groups`` is one ``(y_true, y_pred)`` pair per learner; ``metric(y_true, y_pred)`` is applied to
+    the concatenation. Resampling whole learners respects the dependence within a learner.
+    """
+    if not groups:
+        raise ValueError("no learners to score")
+    rng = np.random.default_rng(seed)
+    y = [np.asarray(g[0], float).ravel() for g in groups]
+    p = [np.asarray(g[1], float).ravel() for g in groups]
+    point = metric(np.concatenate(y), np.concatenate(p))
+    stats = []
+    for _ in range(n_boot):
+        ix = rng.integers(0, len(groups), len(groups))
+        stats.append(metric(np.concatenate([y[i] for i in ix]), np.concatenate([p[i] for i in ix])))
+    lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(point), float(lo), float(hi)

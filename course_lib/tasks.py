@@ -1,0 +1,244 @@
+"""Tasks: a learner (or a sinusoid, or an N-way problem) with a support set and a query set.
+
+Derived in chapter 01 (Personalization as few-shot learning). A *task* i has a support set
+𝒟ᵢˢ (the K interactions we may adapt on) and a query set 𝒟ᵢ^q (what we must predict). A
+`TaskBatch` stacks many tasks along a leading task dimension so that algorithms can `vmap` over
+them. Ragged tasks (learners with different numbers of answered items) are padded and carry
+boolean masks: True marks a real example, False a padding slot that every loss ignores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "TaskBatch",
+    "sample_sinusoid_tasks",
+    "sinusoid",
+    "sample_episodes",
+    "learner_tasks",
+]
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Support and query sets of several tasks, stacked on a leading task dimension.
+
+    Shapes: ``x_support [tasks, k_shot, *features]``, ``y_support [tasks, k_shot, *targets]``,
+    ``x_query [tasks, n_query, *features]``, ``y_query [tasks, n_query, *targets]``; optional
+    ``support_mask [tasks, k_shot]`` and ``query_mask [tasks, n_query]`` (bool, True = real).
+    """
+
+    x_support: Tensor
+    y_support: Tensor
+    x_query: Tensor
+    y_query: Tensor
+    support_mask: Tensor | None = None
+    query_mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        names = ("x_support", "y_support", "x_query", "y_query")
+        tensors = [getattr(self, n) for n in names]
+        for name, t in zip(names, tensors):
+            if not isinstance(t, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() < 2:
+                raise ValueError(f"{name} must have shape [tasks, examples, ...], got {tuple(t.shape)}")
+            if t.is_floating_point() and torch.isnan(t).any():
+                raise ValueError(f"{name} contains NaN; drop missing answers before building tasks "
+                                 "(learner_tasks does this for you)")
+        n_tasks = {t.shape[0] for t in tensors}
+        if len(n_tasks) != 1:
+            raise ValueError(f"all tensors need the same number of tasks; got {[tuple(t.shape) for t in tensors]}")
+        if self.x_support.shape[1] != self.y_support.shape[1]:
+            raise ValueError(f"x_support has {self.x_support.shape[1]} examples per task but y_support has "
+                             f"{self.y_support.shape[1]}")
+        if self.x_query.shape[1] != self.y_query.shape[1]:
+            raise ValueError(f"x_query has {self.x_query.shape[1]} examples per task but y_query has "
+                             f"{self.y_query.shape[1]}")
+        if self.x_support.shape[1] == 0:
+            raise ValueError("the support set is empty (k_shot = 0); give every task at least one example")
+        if self.x_query.shape[1] == 0:
+            raise ValueError("the query set is empty; every task needs at least one query example")
+        for name, mask, ref in (("support_mask", self.support_mask, self.x_support),
+                                ("query_mask", self.query_mask, self.x_query)):
+            if mask is None:
+                continue
+            if mask.dtype != torch.bool or tuple(mask.shape) != tuple(ref.shape[:2]):
+                raise ValueError(f"{name} must be a bool tensor of shape {tuple(ref.shape[:2])}, "
+                                 f"got {mask.dtype} {tuple(mask.shape)}")
+            if not mask.any(dim=1).all():
+                raise ValueError(f"{name} leaves some task with no example at all")
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks in the batch."""
+        return self.x_support.shape[0]
+
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        """Move every tensor to ``device``."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TaskBatch(*(move(getattr(self, f)) for f in
+                           ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")))
+
+    def task(self, i: int) -> "TaskBatch":
+        """Task ``i`` alone, as a batch of one."""
+        if not -self.n_tasks <= i < self.n_tasks:
+            raise IndexError(f"task index {i} out of range for a batch of {self.n_tasks} tasks")
+        pick = lambda t: None if t is None else t[i : i + 1] if i != -1 else t[-1:]  # noqa: E731
+        return replace(self, **{f: pick(getattr(self, f)) for f in
+                                ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")})
+
+
+# --------------------------------------------------------------------------- sinusoids (chapter 03)
+
+def sinusoid(x: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
+    """y = A sin(x − b) for each task. Shapes: x ``[tasks, n, 1]``, A and b ``[tasks]``."""
+    return amplitude[:, None, None] * torch.sin(x - phase[:, None, None])
+
+
+def sample_sinusoid_tasks(
+    n_tasks: int,
+    k_shot: int,
+    n_query: int | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    amplitude_range: tuple[float, float] = (0.1, 5.0),
+    phase_range: tuple[float, float] = (0.0, math.pi),
+    x_range: tuple[float, float] = (-5.0, 5.0),
+    device: torch.device | str = "cpu",
+) -> tuple[TaskBatch, Tensor, Tensor]:
+    """Sample sinusoid regression tasks with the MAML paper's distributions (Finn et al. 2017).
+
+    A ~ U[0.1, 5], b ~ U[0, π], x ~ U[-5, 5]. Returns ``(batch, amplitude, phase)`` with
+    ``x [tasks, k_shot, 1]`` and ``y [tasks, k_shot, 1]``; ``n_query`` defaults to ``k_shot``.
+    Derived in chapter 03, section 5.
+    """
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+    if k_shot < 1:
+        raise ValueError(f"k_shot must be >= 1 (an empty support set cannot be adapted on), got {k_shot}")
+    n_query = k_shot if n_query is None else n_query
+    if n_query < 1:
+        raise ValueError(f"n_query must be >= 1, got {n_query}")
+    g = generator
+
+    def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Tensor:
+        return torch.rand(shape, generator=g).mul_(hi - lo).add_(lo)
+
+    amplitude = uniform((n_tasks,), *amplitude_range)
+    phase = uniform((n_tasks,), *phase_range)
+    x = uniform((n_tasks, k_shot + n_query, 1), *x_range)
+    y = sinusoid(x, amplitude, phase)
+    batch = TaskBatch(x[:, :k_shot], y[:, :k_shot], x[:, k_shot:], y[:, k_shot:])
+    return batch.to(device), amplitude.to(device), phase.to(device)
+
+
+# --------------------------------------------------------------------- N-way K-shot (chapter 02)
+
+def sample_episodes(
+    x: Tensor,
+    y: Tensor,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    n_tasks: int = 1,
+    *,
+    generator: torch.Generator | None = None,
+    classes: Tensor | None = None,
+) -> TaskBatch:
+    """Sample N-way K-shot episodes from a labelled dataset.
+
+    ``x [examples, *features]``, ``y [examples]`` integer labels. Each episode draws ``n_way``
+    classes (from ``classes`` if given, e.g. the meta-train classes), relabels them 0..N-1 and
+    draws ``k_shot`` support and ``n_query`` query examples per class, without overlap.
+    Returns ``x_support [tasks, n_way*k_shot, *features]``, ``y_support [tasks, n_way*k_shot]``.
+    Derived in chapter 02, section 4.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if n_way < 2 or k_shot < 1 or n_query < 1 or n_tasks < 1:
+        raise ValueError(f"need n_way >= 2, k_shot >= 1, n_query >= 1, n_tasks >= 1; got "
+                         f"n_way={n_way}, k_shot={k_shot}, n_query={n_query}, n_tasks={n_tasks}")
+    pool = torch.unique(y) if classes is None else torch.as_tensor(classes)
+    if len(pool) < n_way:
+        raise ValueError(f"n_way={n_way} but only {len(pool)} classes are available; lower n_way")
+    index_of = {int(c): torch.nonzero(y == c).flatten() for c in pool}
+    need = k_shot + n_query
+    short = {c: len(ix) for c, ix in index_of.items() if len(ix) < need}
+    if short:
+        raise ValueError(f"k_shot + n_query = {need} but classes {sorted(short)} have only "
+                         f"{min(short.values())} examples; lower k_shot or n_query")
+    xs, ys, xq, yq = [], [], [], []
+    for _ in range(n_tasks):
+        chosen = pool[torch.randperm(len(pool), generator=generator)[:n_way]]
+        sx, sy, qx, qy = [], [], [], []
+        for label, c in enumerate(chosen.tolist()):
+            ix = index_of[c]
+            pick = ix[torch.randperm(len(ix), generator=generator)[:need]]
+            sx.append(x[pick[:k_shot]]); qx.append(x[pick[k_shot:]])
+            sy.append(torch.full((k_shot,), label)); qy.append(torch.full((n_query,), label))
+        xs.append(torch.cat(sx)); ys.append(torch.cat(sy)); xq.append(torch.cat(qx)); yq.append(torch.cat(qy))
+    return TaskBatch(torch.stack(xs), torch.stack(ys), torch.stack(xq), torch.stack(yq))
+
+
+# ------------------------------------------------------------ learner x item tasks (chapters 01, 05)
+
+def learner_tasks(
+    responses: Tensor,
+    k_shot: int,
+    learners: Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    max_query: int | None = None,
+) -> TaskBatch:
+    """Turn a learner x item response matrix into one task per learner.
+
+    ``responses [learners, items]`` holds 0/1 (or any real score) with NaN for a missing answer.
+    For each selected learner, ``k_shot`` of their *answered* items (chosen at random) form the
+    support set and all their other answered items (at most ``max_query``) the query set; missing
+    answers are never used. ``x`` is the item index (``long``), ``y`` the response (``float``).
+    Shapes: ``x_support [tasks, k_shot]``, ``x_query [tasks, n_query]`` padded to the longest query
+    with ``query_mask`` marking real entries. Derived in chapter 01, section 2.
+    """
+    if not isinstance(responses, Tensor):
+        responses = torch.as_tensor(responses)
+    if responses.dim() != 2:
+        raise ValueError(f"responses must be a [learners, items] matrix, got shape {tuple(responses.shape)}")
+    if not responses.is_floating_point():
+        responses = responses.float()
+    if k_shot < 1:
+        raise ValueError(f"k_shot must be >= 1, got {k_shot}")
+    rows = torch.arange(responses.shape[0]) if learners is None else torch.as_tensor(learners).long()
+    if rows.numel() == 0:
+        raise ValueError("no learners selected")
+    answered = ~torch.isnan(responses[rows])
+    counts = answered.sum(1)
+    too_few = torch.nonzero(counts < k_shot + 1).flatten()
+    if len(too_few):
+        worst = int(rows[too_few[0]])
+        raise ValueError(f"k_shot={k_shot} needs at least {k_shot + 1} answered items per learner (K for "
+                         f"support, >= 1 for query), but learner {worst} has {int(counts[too_few[0]])}; "
+                         f"{len(too_few)} learners are short. Lower k_shot or drop those learners.")
+    # Random order of each learner's answered items: random keys, missing answers pushed last.
+    keys = torch.rand(answered.shape, generator=generator)
+    keys[~answered] = 2.0
+    order = keys.argsort(dim=1)
+    n_query = int((counts - k_shot).max())
+    if max_query is not None:
+        if max_query < 1:
+            raise ValueError(f"max_query must be >= 1, got {max_query}")
+        n_query = min(n_query, max_query)
+    x_support = order[:, :k_shot]
+    x_query = order[:, k_shot : k_shot + n_query]
+    query_mask = torch.arange(n_query)[None, :] < (counts - k_shot)[:, None]
+    scores = responses[rows]
+    y_support = scores.gather(1, x_support)
+    y_query = scores.gather(1, x_query).nan_to_num(0.0)  # padding slots; masked out
+    return TaskBatch(x_support, y_support, x_query, y_query, query_mask=query_mask)
