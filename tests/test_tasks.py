@@ -1,0 +1,81 @@
+"""TaskBatch validation and the three samplers (sinusoid, N-way K-shot, learner x item)."""
+
+import math
+
+import pytest
+import torch
+
+from course_lib.tasks import TaskBatch, learner_tasks, sample_episodes, sample_sinusoid_tasks
+
+
+def test_sinusoid_distributions_and_shapes():
+    b, amp, phase = sample_sinusoid_tasks(500, 10, 7, generator=torch.Generator().manual_seed(0))
+    assert b.x_support.shape == (500, 10, 1) and b.y_query.shape == (500, 7, 1)
+    assert 0.1 <= amp.min() and amp.max() <= 5.0 and 0 <= phase.min() and phase.max() <= math.pi
+    assert b.x_support.abs().max() <= 5.0
+    torch.testing.assert_close(b.y_support, amp[:, None, None] * torch.sin(b.x_support - phase[:, None, None]))
+
+
+def test_sinusoid_is_seeded():
+    a = sample_sinusoid_tasks(3, 5, generator=torch.Generator().manual_seed(4))[0]
+    b = sample_sinusoid_tasks(3, 5, generator=torch.Generator().manual_seed(4))[0]
+    assert torch.equal(a.x_support, b.x_support)
+
+
+def test_episodes_relabel_and_do_not_overlap():
+    x = torch.arange(100).float()[:, None]
+    y = torch.arange(100) // 10  # 10 classes x 10 examples
+    b = sample_episodes(x, y, n_way=5, k_shot=3, n_query=4, n_tasks=6, generator=torch.Generator().manual_seed(0))
+    assert b.x_support.shape == (6, 15, 1) and b.y_query.shape == (6, 20)
+    assert set(b.y_support.unique().tolist()) == set(range(5))
+    for t in range(6):
+        s, q = set(b.x_support[t].flatten().tolist()), set(b.x_query[t].flatten().tolist())
+        assert not s & q
+        for xs, ys in ((b.x_support[t], b.y_support[t]), (b.x_query[t], b.y_query[t])):
+            orig = (xs.flatten() // 10).long()  # true class of each example
+            for lab in range(5):  # one true class per episode label
+                assert orig[ys == lab].unique().numel() == 1
+
+
+def test_episode_errors():
+    x, y = torch.zeros(20, 2), torch.arange(20) // 10
+    with pytest.raises(ValueError, match="only 2 classes"):
+        sample_episodes(x, y, 3, 1, 1)
+    with pytest.raises(ValueError, match="lower k_shot"):
+        sample_episodes(x, y, 2, 8, 5)
+    with pytest.raises(ValueError, match="integer"):
+        sample_episodes(x, y.float(), 2, 1, 1)
+
+
+def test_learner_tasks_never_use_missing_answers_and_keep_support_out_of_query():
+    g = torch.Generator().manual_seed(0)
+    r = (torch.rand(50, 30, generator=g) < 0.6).float()
+    r[torch.rand(50, 30, generator=g) < 0.3] = float("nan")
+    r[:, :5] = 1.0  # every learner has >= 5 answers
+    b = learner_tasks(r, k_shot=3, generator=g)
+    for i in range(50):
+        s = b.x_support[i].tolist(); q = b.x_query[i][b.query_mask[i]].tolist()
+        assert not set(s) & set(q)
+        assert all(not math.isnan(r[i, j]) for j in s + q)
+        assert len(s) + len(q) == int((~r[i].isnan()).sum())
+        torch.testing.assert_close(b.y_support[i], r[i, b.x_support[i]])
+
+
+def test_learner_tasks_errors():
+    r = torch.full((3, 5), float("nan")); r[:, :2] = 1.0
+    with pytest.raises(ValueError, match="needs at least 3 answered"):
+        learner_tasks(r, k_shot=2)
+    with pytest.raises(ValueError, match="learners, items"):
+        learner_tasks(torch.zeros(5), k_shot=1)
+
+
+def test_taskbatch_validation():
+    z = torch.zeros(2, 3, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        TaskBatch(z + float("nan"), z, z, z)
+    with pytest.raises(ValueError, match="same number of tasks"):
+        TaskBatch(z, z, torch.zeros(3, 3, 1), torch.zeros(3, 3, 1))
+    with pytest.raises(ValueError, match="empty"):
+        TaskBatch(torch.zeros(2, 0, 1), torch.zeros(2, 0, 1), z, z)
+    with pytest.raises(ValueError, match="query_mask"):
+        TaskBatch(z, z, z, z, query_mask=torch.ones(2, 3))
