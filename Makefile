@@ -25,8 +25,9 @@ setup: $(STAMP)
 	@$(BIN)/python tools/install_learn2learn.py || echo "(continuing without learn2learn: see the message above)"
 
 lab: setup
-	@echo "Starting JupyterLab on http://localhost:8888/lab (the token URL is printed below)"
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --no-browser
+	@echo "Starting JupyterLab on localhost: open the http://127.0.0.1:PORT/lab?token=... URL printed below"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --no-browser \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) $(PYTEST_ARGS)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,9 +27,11 @@ def get_device(prefer: str | None = None) -> torch.device:
     ``"auto" | "cpu" | "cuda" | "mps"``; asking for a device that is not there raises a
     ``ValueError`` that says what is available.
     """
+    from_env = prefer is None and bool(os.environ.get("COURSE_DEVICE"))
     choice = (prefer or os.environ.get("COURSE_DEVICE") or "auto").lower()
     if choice not in _VALID:
-        raise ValueError(f"device must be one of {_VALID}, got {choice!r}")
+        where = "the COURSE_DEVICE environment variable" if from_env else "get_device()"
+        raise ValueError(f"device must be one of {_VALID}, got {choice!r} from {where}")
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if choice == "auto":
         if torch.cuda.is_available():
@@ -70,3 +74,24 @@ def describe(device: torch.device | None = None) -> dict[str, str]:
         info["gpu_memory_gb"] = f"{props.total_memory / 2**30:.1f}"
     info["cpu_threads"] = str(torch.get_num_threads())
     return info
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Temporarily run torch's CPU kernels on ``n`` threads (None: leave as is).
+
+    Meta-learning on small networks (the 1-40-40-1 sinusoid regressor, IRT models) runs many tiny
+    kernels; on a busy or small CPU, more than one thread per kernel costs more in synchronisation
+    than it gains, sometimes 10x. The experiments use one thread on the CPU.
+    """
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"n must be >= 1 threads, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from course_lib.algorithms._functional import (LossFn, Params, batch_args, check_support, fit_loop,
-                                                get_loss, split_params, task_loss)
+from course_lib.algorithms._functional import (LossFn, Params, adam, batch_args, check_support,
+                                                fit_loop, get_loss, split_params, task_loss)
 from course_lib.tasks import TaskBatch
 
 __all__ = ["MAML", "inner_adapt", "maml_loss"]
@@ -204,7 +204,7 @@ class MAML:
         """
         if beta <= 0:
             raise ValueError(f"beta (the outer step size) must be > 0, got {beta}")
-        opt = optimizer or torch.optim.Adam(self.parameters(), lr=beta)
+        opt = optimizer or adam(self.parameters(), beta)
         name = "Meta-SGD" if self.alphas else ("FOMAML" if self.first_order else "MAML")
         return fit_loop(lambda b: self.step(b, opt, compile), sample, iterations, seed, progress,
                         desc=name, log_every=log_every)

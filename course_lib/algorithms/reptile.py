@@ -34,7 +34,14 @@ def reptile_direction(model: nn.Module, theta: Params, batch: TaskBatch, *, loss
 
     Derived in chapter 04, section 2. φᵢ comes from ``steps`` SGD steps of size α, vmapped.
     """
-    xs, ys, ms, xq, yq, mq = batch_args(batch)
+    return _direction(model, theta, *batch_args(batch), loss_fn=loss_fn, alpha=alpha, steps=steps,
+                      adapt=adapt)
+
+
+def _direction(model: nn.Module, theta: Params, xs: Tensor, ys: Tensor, ms: Tensor, xq: Tensor,
+               yq: Tensor, mq: Tensor, *, loss_fn: LossFn, alpha: float, steps: int,
+               adapt: list[str] | None) -> Params:
+    """`reptile_direction` on raw tensors: the function the fit loop (optionally) compiles."""
     x, y, m = torch.cat([xs, xq], 1), torch.cat([ys, yq], 1), torch.cat([ms, mq], 1)
     theta = {k: v.detach() for k, v in theta.items()}
 
@@ -67,6 +74,7 @@ class Reptile:
         self.adapt_prefixes = adapt
         self.theta: dict[str, nn.Parameter] = dict(model.named_parameters())
         split_params(self.theta, adapt)  # validates the prefixes
+        self._compiled: tuple[bool, Callable] | None = None
 
     def parameters(self) -> list[nn.Parameter]:
         """θ: what the outer optimiser updates."""
@@ -77,15 +85,28 @@ class Reptile:
         return reptile_direction(self.model, dict(self.theta), batch, loss_fn=self.loss_fn,
                                  alpha=self.alpha, steps=self.steps, adapt=self.adapt_prefixes)
 
-    def step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> Tensor:
-        """One outer update; returns the mean query loss of θ before the update (for monitoring)."""
-        with torch.no_grad():
-            xs, ys, ms, xq, yq, mq = batch_args(batch)
-            theta = {k: v.detach() for k, v in self.theta.items()}
-            pred = vmap(lambda x_: functional_call(self.model, theta, (x_,)))(xq)
-            losses = vmap(self.loss_fn)(pred, yq)
+    def _step_fn(self, compile: bool) -> Callable:
+        """(θ, tensors of a batch) -> (θ − φ̄, query loss of θ), optionally torch.compile'd."""
+        model, loss_fn, alpha, steps, adapt = (self.model, self.loss_fn, self.alpha, self.steps,
+                                               self.adapt_prefixes)
+
+        def fn(theta: Params, xs, ys, ms, xq, yq, mq) -> tuple[Params, Tensor]:
+            pred = vmap(lambda x_: functional_call(model, theta, (x_,)))(xq)
+            losses = vmap(loss_fn)(pred, yq)
             loss = (losses * mq).sum() / mq.sum()
-        for k, d in self.direction(batch).items():
+            return _direction(model, theta, xs, ys, ms, xq, yq, mq, loss_fn=loss_fn, alpha=alpha,
+                              steps=steps, adapt=adapt), loss
+
+        return torch.compile(fn, dynamic=False) if compile else fn
+
+    def step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer, compile: bool = False) -> Tensor:
+        """One outer update; returns the mean query loss of θ before the update (for monitoring)."""
+        if self._compiled is None or self._compiled[0] != compile:
+            self._compiled = (compile, self._step_fn(compile))
+        theta = {k: v.detach() for k, v in self.theta.items()}
+        with torch.no_grad():
+            direction, loss = self._compiled[1](theta, *batch_args(batch))
+        for k, d in direction.items():
             self.theta[k].grad = d
         optimizer.step()
         return loss
@@ -121,9 +142,9 @@ class Reptile:
         return vmap(lambda p, x_: functional_call(self.model, p, (x_,)))(phi, x)
 
     def fit(self, sample: Callable[[torch.Generator], TaskBatch], iterations: int,
-            beta: float | None = None, seed: int = 0, progress: bool = True, log_every: int = 100,
-            optimizer: torch.optim.Optimizer | None = None) -> dict:
+            beta: float | None = None, seed: int = 0, compile: bool = False, progress: bool = True,
+            log_every: int = 100, optimizer: torch.optim.Optimizer | None = None) -> dict:
         """Meta-train for ``iterations`` outer steps (SGD with lr β unless an optimiser is given)."""
         opt = optimizer or torch.optim.SGD(self.parameters(), lr=self.beta if beta is None else beta)
-        return fit_loop(lambda b: self.step(b, opt), sample, iterations, seed, progress, desc="Reptile",
+        return fit_loop(lambda b: self.step(b, opt, compile), sample, iterations, seed, progress, desc="Reptile",
                         log_every=log_every)
