@@ -128,8 +128,11 @@ def _measure(cfg: dict) -> dict:
 def run(batches: tuple[int, ...] = (4, 25, 100), steps: tuple[int, ...] = (1, 5),
         algos: tuple[str, ...] = ALGOS, impls: tuple[str, ...] = IMPLS, device: str | None = None,
         threads: int = 1, min_seconds: float = 1.5, min_iters: int = 5, max_iters: int = 2000,
-        progress: bool = True) -> list[dict]:
-    """Measure every configuration (each in its own subprocess) and return the rows."""
+        progress: bool = True, on_row=None) -> list[dict]:
+    """Measure every configuration (each in its own subprocess) and return the rows.
+
+    ``on_row(rows_so_far)`` is called after each configuration (the CLI saves partial results).
+    """
     from tqdm.auto import tqdm
 
     if device is None:
@@ -144,6 +147,8 @@ def run(batches: tuple[int, ...] = (4, 25, 100), steps: tuple[int, ...] = (1, 5)
     with ctx.Pool(1, maxtasksperchild=1) as pool:
         for row in tqdm(pool.imap(_measure, configs), total=len(configs), desc="bench", disable=not progress):
             rows.append(row)
+            if on_row is not None:
+                on_row(rows)
     return rows
 
 
@@ -167,17 +172,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best available)")
     parser.add_argument("--quick", action="store_true", help="only meta-batch 25, one inner step")
+    parser.add_argument("--batches", default="4,25,100", help="meta-batch sizes, comma-separated")
+    parser.add_argument("--steps", default="1,5", help="inner steps, comma-separated")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per kernel (default 1)")
     args = parser.parse_args(argv)
-    kw = dict(batches=(25,), steps=(1,)) if args.quick else {}
-    rows = run(device=args.device, threads=args.threads, **kw)
+    ints = lambda text: tuple(int(v) for v in text.split(","))  # noqa: E731
+    kw = dict(batches=(25,), steps=(1,)) if args.quick else dict(batches=ints(args.batches), steps=ints(args.steps))
+
+    def save(rows: list[dict]) -> None:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
+
+    rows = run(device=args.device, threads=args.threads, on_row=save, **kw)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(speedups(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
