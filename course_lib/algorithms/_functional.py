@@ -98,6 +98,33 @@ def check_support(x: Tensor, y: Tensor) -> None:
             raise ValueError(f"support {name} contains NaN; drop missing answers before adapting")
 
 
+def maybe_compile(fn: Callable, compile: bool) -> Callable:
+    """``torch.compile(fn)`` if asked, falling back to eager ``fn`` (with a warning) if compilation fails.
+
+    Compilation needs a working C++ compiler on the CPU (and Triton on a GPU); a laptop without one
+    still runs every chapter, only slower.
+    """
+    if not compile:
+        return fn
+    compiled = torch.compile(fn, dynamic=False)
+    state = {"fn": compiled}
+
+    def call(*args, **kwargs):
+        try:
+            return state["fn"](*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any backend failure means: run eagerly
+            if state["fn"] is fn:
+                raise
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eagerly",
+                          RuntimeWarning, stacklevel=2)
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+
+    return call
+
+
 def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel where torch has one for the device (3x less overhead per step)."""
     try:

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from course_lib.algorithms._functional import (LossFn, Params, adam, batch_args, check_support,
-                                                fit_loop, get_loss, split_params, task_loss)
+                                                fit_loop, get_loss, maybe_compile, split_params,
+                                                task_loss)
 from course_lib.tasks import TaskBatch
 
 __all__ = ["MAML", "inner_adapt", "maml_loss"]
@@ -176,7 +177,7 @@ class MAML:
                               steps=steps, first_order=fo, adapt=adapt)
 
         fn = torch.func.grad_and_value(loss_of, argnums=(0, 1) if self.alphas else 0)
-        return torch.compile(fn, dynamic=False) if compile else fn
+        return maybe_compile(fn, compile)
 
     def step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer, compile: bool = False) -> Tensor:
         """One meta-update θ ← Adam(θ, ∇_θ ℒ(θ)) on ``batch``; returns the (detached) meta-loss."""

@@ -147,18 +147,34 @@ class ProtoNet:
         return self._loss_from_logits(logits, batch.y_query, batch.query_mask)
 
     @torch.no_grad()
-    def accuracy(self, batch: TaskBatch, n_way: int | None = None, per_task: bool = False) -> Tensor:
-        """Fraction of real queries classified correctly: mean over tasks, or ``[tasks]`` with ``per_task``."""
+    def accuracy(self, batch: TaskBatch, n_way: int | None = None, per_task: bool = False,
+                 chunk: int | None = None) -> Tensor:
+        """Fraction of real queries classified correctly: mean over tasks, or ``[tasks]`` with ``per_task``.
+
+        ``chunk`` evaluates at most that many tasks per forward pass (bounds memory for large
+        test sets, e.g. 600 episodes on a 2 GB Binder). Derived in chapter 02, section 4.
+        """
         batch = self._check_batch(batch)
         n_way = self._check_labels(batch.y_support, n_way, "y_support")
         self._check_labels(batch.y_query, n_way, "y_query")
-        correct = (self.logits(batch, n_way).argmax(-1) == batch.y_query.to(self.device).long()).to(torch.float32)
-        if per_task:
-            if batch.query_mask is None:
-                return correct.mean(1)
-            m = batch.query_mask.to(correct.device, torch.float32)
-            return (correct * m).sum(1) / m.sum(1)
-        return _masked_task_mean(correct, None if batch.query_mask is None else batch.query_mask.to(correct.device))
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be >= 1 tasks, got {chunk}")
+        step = chunk or batch.n_tasks
+        fields = ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")
+        scores = []
+        for start in range(0, batch.n_tasks, step):
+            part = TaskBatch(*(None if getattr(batch, f) is None else getattr(batch, f)[start:start + step]
+                               for f in fields))
+            self._check_coverage(part.y_support, n_way, part.support_mask)
+            logits = self._logits(part.x_support, part.y_support, part.support_mask, part.x_query, n_way)
+            correct = (logits.argmax(-1) == part.y_query.long()).to(torch.float32)
+            if part.query_mask is None:
+                scores.append(correct.mean(1))
+            else:
+                m = part.query_mask.to(torch.float32)
+                scores.append((correct * m).sum(1) / m.sum(1))
+        acc = torch.cat(scores)
+        return acc if per_task else acc.mean()
 
     # ---------------------------------------------------------------------------- training
     def fit(self, sample: Callable[[torch.Generator], TaskBatch], iterations: int, beta: float = 1e-3,

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from course_lib.algorithms._functional import (LossFn, Params, batch_args, check_support, fit_loop,
-                                                get_loss, split_params)
+                                                get_loss, maybe_compile, split_params)
 from course_lib.algorithms.maml import inner_adapt
 from course_lib.tasks import TaskBatch
 
@@ -97,7 +97,7 @@ class Reptile:
             return _direction(model, theta, xs, ys, ms, xq, yq, mq, loss_fn=loss_fn, alpha=alpha,
                               steps=steps, adapt=adapt), loss
 
-        return torch.compile(fn, dynamic=False) if compile else fn
+        return maybe_compile(fn, compile)
 
     def step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer, compile: bool = False) -> Tensor:
         """One outer update; returns the mean query loss of θ before the update (for monitoring)."""
