@@ -32,7 +32,7 @@ def reptile_direction(model: nn.Module, theta: Params, batch: TaskBatch, *, loss
                       alpha: float, steps: int, adapt: list[str] | None = None) -> Params:
     """θ − (1/T) Σᵢ φᵢ: the Reptile "gradient" of a batch (support ∪ query used as task data).
 
-    Derived in chapter 04, section 2. φᵢ comes from ``steps`` SGD steps of size α, vmapped.
+    Derived in chapter 04, section 1. φᵢ comes from ``steps`` SGD steps of size α, vmapped.
     """
     return _direction(model, theta, *batch_args(batch), loss_fn=loss_fn, alpha=alpha, steps=steps,
                       adapt=adapt)
