@@ -26,7 +26,7 @@ def band(fig: go.Figure, x: Sequence[float], mean: Sequence[float], lo: Sequence
     """Add a line ``mean`` with a shaded confidence band ``[lo, hi]`` to ``fig``."""
     color = color or PALETTE[len(fig.data) // 2 % len(PALETTE)]
     x = list(x)
-    fig.add_trace(go.Scatter(x=x + x[::-1], y=list(hi) + list(lo)[::-1], fill="toself", line=dict(width=0),
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=list(hi) + list(lo)[::-1], fill="toself", mode="lines", line=dict(width=0),
                              fillcolor=color, opacity=0.18, hoverinfo="skip", showlegend=False,
                              legendgroup=name))
     fig.add_trace(go.Scatter(x=x, y=list(mean), mode="lines+markers", name=name, legendgroup=name,
