@@ -1,6 +1,6 @@
 """Speed and memory of one meta-iteration: learn2learn vs course_lib (eager and compiled).
 
-Derived in chapter 03, section 8 (the cost of second order) and chapter 04 (Reptile vs MAML).
+Derived in chapter 03, section 7 (the cost of second order) and chapter 04 (Reptile vs MAML).
 The task is the MAML paper's sinusoid regression (1-40-40-1 ReLU, K = 10 support and 10 query
 points per task). One meta-iteration = sample nothing (batches are pre-drawn), adapt every task of
 the meta-batch, compute the meta-gradient, take an Adam step (SGD for Reptile).

@@ -116,7 +116,7 @@ def sample_sinusoid_tasks(
 
     A ~ U[0.1, 5], b ~ U[0, π], x ~ U[-5, 5]. Returns ``(batch, amplitude, phase)`` with
     ``x [tasks, k_shot, 1]`` and ``y [tasks, k_shot, 1]``; ``n_query`` defaults to ``k_shot``.
-    Derived in chapter 03, section 5.
+    Derived in chapter 03, section 1.
     """
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")

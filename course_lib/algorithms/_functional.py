@@ -1,6 +1,6 @@
 """Shared pieces of the optimisation-based meta-learners: losses, masked task losses, the fit loop.
 
-Derived in chapter 03 (MAML from first principles), section 4: a model is a function
+Derived in chapter 03 (MAML from first principles), section 2: a model is a function
 f(x; θ) that `torch.func.functional_call` evaluates with any parameter dictionary, so the
 adapted parameters φᵢ are just another dictionary.
 """

@@ -90,7 +90,7 @@ class MAML:
     ``adapt``: parameter-name prefixes adapted in the inner loop (None = all), e.g. the decision
     layers of a recommender or a learner's ability in an IRT model; the rest is meta-learned only.
     ``meta_sgd``: learn a per-parameter inner rate α (initialised at ``alpha``).
-    Derived in chapter 03; Meta-SGD in chapter 03, section 7.
+    Derived in chapter 03 (Meta-SGD is discussed in its pitfalls and used in chapter 05).
     """
 
     def __init__(self, model: nn.Module, loss: str | LossFn = "mse", alpha: float = 0.01,

@@ -149,6 +149,7 @@ def run(iterations: int = 70_000, meta_batch: int = 25, k_train: int = 10, ks: t
     train_s: dict[str, float] = {}
     models: dict[str, nn.Module] = {}
     eval_alpha: dict[str, float] = {}
+    histories: dict[str, dict] = {}
     with cpu_threads(threads):
         for i, method in enumerate(methods):
             torch.manual_seed(seed + i)
@@ -157,15 +158,16 @@ def run(iterations: int = 70_000, meta_batch: int = 25, k_train: int = 10, ks: t
             t0 = time.perf_counter()
             if method in ("maml", "fomaml"):
                 learner = MAML(model, "mse", alpha=alpha, steps=1, first_order=method == "fomaml")
-                learner.fit(sample, iterations, beta=beta, seed=seed + 100 + i, compile=compile,
-                            progress=progress)
+                histories[method] = learner.fit(sample, iterations, beta=beta, seed=seed + 100 + i,
+                                                compile=compile, progress=progress)
                 eval_alpha[method] = alpha
             elif method == "reptile":
                 learner = Reptile(model, "mse", alpha=reptile_alpha, steps=reptile_steps, beta=reptile_beta)
-                learner.fit(sample, iterations, seed=seed + 100 + i, compile=compile, progress=progress)
+                histories[method] = learner.fit(sample, iterations, seed=seed + 100 + i, compile=compile,
+                                                progress=progress)
                 eval_alpha[method] = reptile_alpha
             else:
-                train_pretrained(model, sample, iterations, beta, seed + 100 + i, progress)
+                histories[method] = train_pretrained(model, sample, iterations, beta, seed + 100 + i, progress)
                 val, _, _ = sample_sinusoid_tasks(200, max(ks), n_query_test,
                                                   generator=torch.Generator().manual_seed(seed + 7), device=device)
                 eval_alpha[method] = tune_step_size(model, val, max(steps))
@@ -184,7 +186,7 @@ def run(iterations: int = 70_000, meta_batch: int = 25, k_train: int = 10, ks: t
                     rows.append({"method": method, "k": k, **r, "alpha": eval_alpha[method],
                                  "paper": PAPER.get((method, k, r["steps"]))})
     return {"train_s": train_s.get("maml", math.nan), "train_s_by_method": train_s,
-            "wall_s": time.perf_counter() - t_wall, "device": str(device), "rows": rows,
+            "wall_s": time.perf_counter() - t_wall, "device": str(device), "rows": rows, "history": histories,
             "config": {"iterations": iterations, "meta_batch": meta_batch, "k_train": k_train,
                        "alpha": alpha, "beta": beta, "n_test": n_test, "seed": seed, "compile": compile},
             "models": models}
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
           f"({1e3 * res['train_s'] / args.iterations:.2f} ms/iteration); total wall time {res['wall_s']:.1f} s "
           f"on {res['device']}")
     if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
 
