@@ -1,0 +1,193 @@
+"""Checks for chapter 07 (Adaptive difficulty and learning paths).
+
+Each check returns True with a PASS message for a right answer, returns False with a reminder
+when the answer is still the unfilled placeholder ``None`` (or a function that returns ``None``),
+and raises ``ExerciseError`` with a hint for a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from course_lib.exercises import fail, passed
+
+__all__ = ["check_item_information", "check_next_item", "check_bkt_update", "check_em_step"]
+
+
+def _todo(what: str) -> bool:
+    print(f"⏳ Not filled in yet: {what}")
+    return False
+
+
+def _call(fn: Callable, *args, what: str):
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure is the reader's answer
+        fail(f"calling your function {what} raised {type(exc).__name__}: {exc}")
+
+
+def _array(value, name: str) -> np.ndarray:
+    try:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        return np.asarray(value, dtype=float)
+    except Exception as exc:  # noqa: BLE001
+        fail(f"{name} could not be turned into an array ({exc}); return a NumPy array or a torch.Tensor")
+
+
+# ----------------------------------------------------------------------------- exercise 1
+
+def check_item_information(fn: Callable | None) -> bool:
+    """Exercise 1: ``fn(theta, a, b)`` = Fisher information a² p (1 − p) of 2PL items, p = σ(a(θ − b)).
+
+    Called with NumPy arrays that broadcast (``theta [n, 1]``, ``a, b [items]``).
+    """
+    if fn is None:
+        return _todo("define item_information(theta, a, b) and pass it to the check")
+    from course_lib.baselines.irt import fisher_information
+
+    rng = np.random.default_rng(0)
+    theta = np.linspace(-3, 3, 7)[:, None]
+    a = rng.uniform(0.4, 2.5, 9)
+    b = rng.normal(0, 1, 9)
+    got = _call(fn, theta, a, b, what="with theta [7, 1] and a, b [9]")
+    if got is None:
+        return _todo("your function returns None; return a² p (1 − p)")
+    got = _array(got, "the result")
+    expected = fisher_information(torch.tensor(theta), torch.tensor(a), torch.tensor(b)).numpy()
+    if got.shape != expected.shape:
+        fail(f"theta [7, 1] with a, b [9] must broadcast to [7, 9], got {got.shape}")
+    p = 1 / (1 + np.exp(-a * (theta - b)))
+    if np.allclose(got, p * (1 - p), atol=1e-8):
+        fail("that is p (1 − p) only: the information of a 2PL item also grows with the square of its "
+             "discrimination a")
+    if np.allclose(got, a * p * (1 - p), atol=1e-8):
+        fail("multiply by a², not a: the score is a (y − p), and the information is its variance a² p (1 − p)")
+    if np.allclose(got, p, atol=1e-8) or np.allclose(got, a ** 2 * p, atol=1e-8):
+        fail("the information is largest where the answer is most uncertain: include the factor p (1 − p)")
+    if not np.allclose(got, expected, atol=1e-8):
+        fail("the values differ from a² σ(a(θ − b)) (1 − σ(a(θ − b))); check the sign inside the sigmoid")
+    return passed("your item information equals course_lib.baselines.irt.fisher_information; "
+                  "each item is most informative at θ = b, where it gives a²/4")
+
+
+# ----------------------------------------------------------------------------- exercise 2
+
+def check_next_item(fn: Callable | None) -> bool:
+    """Exercise 2: ``fn(theta_hat, a, b, asked)`` -> index of the most informative item not yet asked.
+
+    ``theta_hat`` is a float, ``a, b`` NumPy arrays ``[items]``, ``asked`` a list of item indices.
+    """
+    if fn is None:
+        return _todo("define next_item(theta_hat, a, b, asked) and pass it to the check")
+    from course_lib.cat import select_items
+
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.4, 2.5, 30)
+    b = rng.normal(0, 1, 30)
+    for theta_hat in (-1.2, 0.0, 1.7):
+        p = 1 / (1 + np.exp(-a * (theta_hat - b)))
+        info = a ** 2 * p * (1 - p)
+        asked = [int(np.argmax(info)), int(np.argsort(info)[-2])]  # the two best are already asked
+        available = torch.ones(1, 30, dtype=torch.bool)
+        available[0, asked] = False
+        expected = int(select_items("max_information", available, torch.tensor(info[None])).item())
+        got = _call(fn, theta_hat, a, b, list(asked), what=f"with theta_hat={theta_hat}")
+        if got is None:
+            return _todo("your function returns None; return one item index")
+        try:
+            got = int(got)
+        except Exception:  # noqa: BLE001
+            fail(f"return a single item index (an int), got {got!r}")
+        if got in asked:
+            fail(f"item {got} was already asked: a test never asks the same item twice; leave out `asked`")
+        if got == int(np.argmin(np.abs(b - theta_hat))) and got != expected:
+            fail("you picked the item whose difficulty is closest to θ̂; that ignores discrimination a. "
+                 "Maximise a² p (1 − p) instead")
+        if got == int(np.argmax(np.where(np.isin(np.arange(30), asked), -np.inf, p * (1 - p)))) and got != expected:
+            fail("you maximised p (1 − p); weight it by a² so that sharper items count more")
+        if got != expected:
+            fail(f"at θ̂ = {theta_hat} the most informative unasked item is {expected}, you chose {got}")
+    return passed("your rule picks the same items as course_lib.cat.select_items('max_information', ...)")
+
+
+# ----------------------------------------------------------------------------- exercise 3
+
+def _bkt_reference(p, correct, learn, guess, slip, forget):
+    like_m = np.where(correct, 1 - slip, slip)
+    like_n = np.where(correct, guess, 1 - guess)
+    post = p * like_m / (p * like_m + (1 - p) * like_n)
+    return post * (1 - forget) + (1 - post) * learn
+
+
+def check_bkt_update(fn: Callable | None) -> bool:
+    """Exercise 3: ``fn(p_mastered, correct, learn, guess, slip, forget)`` = P(mastered) before the next try.
+
+    Condition on the answer with Bayes' rule, then apply the learn / forget transition.
+    """
+    if fn is None:
+        return _todo("define bkt_update(p_mastered, correct, learn, guess, slip, forget) and pass it to the check")
+    from course_lib.classroom import Curriculum, ThompsonPolicy
+
+    cases = [(0.3, 1, 0.2, 0.2, 0.1, 0.0), (0.3, 0, 0.2, 0.2, 0.1, 0.0), (0.8, 0, 0.1, 0.25, 0.05, 0.05),
+             (0.05, 1, 0.3, 0.3, 0.2, 0.02)]
+    for p, y, learn, guess, slip, forget in cases:
+        got = _call(fn, p, y, learn, guess, slip, forget, what=f"with p={p}, correct={y}")
+        if got is None:
+            return _todo("your function returns None; return the updated probability")
+        got = float(_array(got, "the result"))
+        # the course's exact filter on a one-skill curriculum must give the same number
+        cur = Curriculum(("s",), ((),), (1.0,))
+        pol = ThompsonPolicy(cur, np.array([[p, learn, guess, slip, forget]]))
+        state = pol.begin(1, np.zeros(1, int))
+        state = pol.update(state, np.zeros(1, int), np.array([y]))
+        expected = float(pol.mastery_estimate(state)[0, 0])
+        assert np.isclose(expected, _bkt_reference(p, y, learn, guess, slip, forget))
+        like_m, like_n = (1 - slip, guess) if y else (slip, 1 - guess)
+        post = p * like_m / (p * like_m + (1 - p) * like_n)
+        if np.isclose(got, post, atol=1e-9) and not np.isclose(post, expected):
+            fail("that is P(mastered | answer) — now apply the transition: a mastered skill may be forgotten "
+                 "(× (1 − forget)) and an unmastered one learned (+ (1 − P) · learn)")
+        if np.isclose(got, p * (1 - forget) + (1 - p) * learn, atol=1e-9) and not np.isclose(got, expected):
+            fail("you applied the transition but ignored the answer: first condition on it with Bayes' rule")
+        if not np.isclose(got, expected, atol=1e-6):
+            fail(f"for P = {p}, correct = {y}, learn = {learn}, guess = {guess}, slip = {slip}, forget = {forget} "
+                 f"expected {expected:.4f}, got {got:.4f}; P(correct | mastered) = 1 − slip and "
+                 f"P(correct | not mastered) = guess")
+    return passed("your knowledge-tracing update matches the exact belief course_lib.classroom tracks")
+
+
+# ----------------------------------------------------------------------------- exercise 4
+
+def check_em_step(fn: Callable | None) -> bool:
+    """Exercise 4: ``fn(lik [N, H], w [H])`` = one EM step on the prior weights (meta-learning the prior).
+
+    ``lik[n, h]`` = P(answers of past learner n | hypothesis h); the new weights are the average over
+    learners of each learner's posterior over hypotheses.
+    """
+    if fn is None:
+        return _todo("define em_step(lik, w) and pass it to the check")
+    rng = np.random.default_rng(2)
+    lik = rng.random((50, 6)) ** 3
+    w = rng.dirichlet(np.ones(6))
+    got = _call(fn, lik.copy(), w.copy(), what="with lik [50, 6] and w [6]")
+    if got is None:
+        return _todo("your function returns None; return the new weights [H]")
+    got = _array(got, "the result")
+    post = w * lik / (lik @ w)[:, None]
+    expected = post.mean(0)
+    if got.shape != (6,):
+        fail(f"return one weight per hypothesis, shape (6,), got {got.shape}")
+    if np.allclose(got, lik.mean(0) / lik.mean(0).sum(), atol=1e-9):
+        fail("you averaged the likelihoods; weight them by the current prior and normalise per learner first "
+             "(each learner's posterior over hypotheses), then average the posteriors")
+    if np.allclose(got, post.sum(0), atol=1e-9):
+        fail("sum over learners divided by nothing: average the posteriors (divide by N) so the weights sum to 1")
+    if not np.isclose(got.sum(), 1.0, atol=1e-6):
+        fail(f"the new weights must sum to 1, yours sum to {got.sum():.4f}")
+    if not np.allclose(got, expected, atol=1e-8):
+        fail("the weights differ from mean_n [w_h lik[n, h] / Σ_h' w_h' lik[n, h']]")
+    return passed("one EM step of course_lib.classroom.meta_learn_prior: the marginal likelihood can only go up")
