@@ -19,3 +19,22 @@ def passed(message: str) -> bool:
 def fail(message: str) -> None:
     """Raise ``ExerciseError`` with the course's fail marker."""
     raise ExerciseError(f"❌ Not yet: {message}")
+
+
+def todo(what: str) -> bool:
+    """Report an exercise that is not filled in yet (the placeholder ``None``); returns False."""
+    print(f"⏳ Not filled in yet: {what}")
+    return False
+
+
+def call(fn, what: str, *args):
+    """Call the reader's function; a crash becomes a clear failure message, not a traceback.
+
+    A function that still raises ``NotImplementedError`` counts as not filled in (returns None).
+    """
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any crash is the reader's answer to report
+        fail(f"calling your function on {what} raised {type(exc).__name__}: {exc}")
