@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib.algorithms._functional import maybe_compile
 from course_lib.distances import _KERNELS, get_distance
 from course_lib.tasks import TaskBatch
 
@@ -122,6 +123,8 @@ class ProtoNet:
             raise ValueError(f"z_support must be [tasks, k, d], got {tuple(z_support.shape)}")
         if tuple(y_support.shape) != tuple(z_support.shape[:2]):
             raise ValueError(f"y_support must be [tasks, k] = {tuple(z_support.shape[:2])}, got {tuple(y_support.shape)}")
+        if torch.isnan(z_support).any():
+            raise ValueError("z_support contains NaN; check the inputs (missing values?) and the embedding")
         n_way = self._check_labels(y_support, n_way, "y_support")
         if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != tuple(y_support.shape)):
             raise ValueError(f"mask must be a bool tensor of shape {tuple(y_support.shape)}, got {mask.dtype} {tuple(mask.shape)}")
@@ -185,7 +188,8 @@ class ProtoNet:
         batches move to the embedding's device. The first batch is fully validated; later ones
         are trusted and must have the same n_way. Returns ``{"iteration", "loss", "accuracy"}``: means over windows of
         ``log_every`` iterations (read back from the device once per window). ``compile=True``
-        wraps the loss computation in ``torch.compile``. Derived in chapter 02, section 4.
+        wraps the loss computation in ``torch.compile`` (falling back to eager, with a warning, when
+        compilation is not available). Derived in chapter 02, section 4.
         """
         from tqdm.auto import tqdm
 
@@ -201,9 +205,7 @@ class ProtoNet:
         g = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(params, lr=beta)
         device = self.device
-        step_fn = self._loss_and_correct
-        if compile:
-            step_fn = torch.compile(step_fn, dynamic=False)
+        step_fn = maybe_compile(self._loss_and_correct, compile)  # eager fallback if compilation fails
         self.embedding.train()
         history: dict[str, list] = {"iteration": [], "loss": [], "accuracy": []}
         window: list[Tensor] = []
