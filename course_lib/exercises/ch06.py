@@ -1,0 +1,110 @@
+"""Checks for chapter 06 (personalized learning-resource recommendation) exercises.
+
+Each check returns True with a PASS message for a right answer, returns False with a "fill me in"
+message while the answer is still the placeholder ``None`` (so the notebook runs top to bottom),
+and raises :class:`course_lib.exercises.ExerciseError` with a hint for a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from course_lib.exercises import fail, passed
+
+__all__ = ["check_popularity", "check_ndcg", "check_fold_in", "NDCG_EXAMPLE"]
+
+#: The list of exercise 2: true ratings of a student's query lecturers, and a model's scores.
+NDCG_EXAMPLE = {"ratings": [3.0, 5.0, 1.0, 4.0, 2.0], "scores": [4.1, 3.9, 3.5, 3.0, 2.2]}
+
+
+def _todo(what: str) -> bool:
+    print(f"✏️  Not answered yet: {what}")
+    return False
+
+
+def check_popularity(popularity: Callable | None) -> bool:
+    """Exercise 1: ``popularity(lecturers, ratings, n_lecturers, shrinkage) -> [n_lecturers]`` shrunk means.
+
+    r̂ⱼ = μ + Σᵤ (rᵤⱼ − μ) / (nⱼ + λ), with μ the mean of all ratings; an unrated lecturer gets μ.
+    """
+    if popularity is None:
+        return _todo("write popularity(lecturers, ratings, n_lecturers, shrinkage)")
+    lect = np.array([0, 0, 0, 1, 2, 2])
+    r = np.array([5.0, 4.0, 5.0, 1.0, 2.0, 4.0])
+    mu = r.mean()
+    want = {lam: np.array([mu + (14 - 3 * mu) / (3 + lam), mu + (1 - mu) / (1 + lam),
+                           mu + (6 - 2 * mu) / (2 + lam), mu]) for lam in (0.0, 2.0)}
+    for lam, expected in want.items():
+        try:
+            out = popularity(lect, r, 4, lam)
+        except Exception as err:  # noqa: BLE001 - report any error from the reader's code
+            fail(f"popularity(...) raised {type(err).__name__}: {err}")
+        if out is None:
+            return _todo("popularity(...) returns None: fill in its body")
+        got = np.asarray(out, dtype=float)
+        if got.shape != (4,):
+            fail(f"return one value per lecturer: expected shape (4,), got {got.shape}")
+        if np.isnan(got[3]):
+            fail("lecturer 3 has no rating: return μ for it, not NaN (nⱼ = 0 needs care when λ = 0)")
+        if lam == 2.0 and np.allclose(got[:3], want[0.0][:3]):
+            fail("the result does not change with the shrinkage λ: divide by (nⱼ + λ), not nⱼ")
+        if lam == 2.0 and np.allclose(got[:3], [r[lect == j].sum() / (np.sum(lect == j) + lam) for j in range(3)]):
+            fail("you shrank towards 0: shrink the *offsets* rᵤⱼ − μ and add μ back")
+        if not np.allclose(got, expected, atol=1e-6):
+            fail(f"with λ = {lam} expected {np.round(expected, 4).tolist()}, got {np.round(got, 4).tolist()}")
+    return passed("shrunk lecturer means match μ + Σ(r − μ)/(n + λ), unrated lecturers fall back to μ")
+
+
+def _ndcg3(ratings, scores) -> float:
+    order = np.argsort(-np.asarray(scores), kind="stable")[:3]
+    disc = 1 / np.log2(np.arange(2, 5))
+    r = np.asarray(ratings, float)
+    return float((r[order] * disc).sum() / (np.sort(r)[::-1][:3] * disc).sum())
+
+
+def check_ndcg(value: float | None) -> bool:
+    """Exercise 2: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
+    if value is None:
+        return _todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
+    value = float(value)
+    right = _ndcg3(NDCG_EXAMPLE["ratings"], NDCG_EXAMPLE["scores"])
+    r = np.asarray(NDCG_EXAMPLE["ratings"])
+    dcg = float((r[:3] / np.log2(np.arange(2, 5))).sum())
+    if np.isclose(value, dcg, atol=1e-3):
+        fail("that is DCG@3; divide by the ideal DCG@3 (the ratings sorted from best to worst)")
+    if not 0 < value <= 1:
+        fail(f"nDCG lies in (0, 1]; got {value}")
+    if not np.isclose(value, right, atol=1e-3):
+        fail("sort the lecturers by the *scores*, take the top 3, sum rating/log2(rank + 1), and divide by "
+             "the same sum for the ratings sorted best-first")
+    return passed(f"nDCG@3 = {right:.4f}")
+
+
+def check_fold_in(fold_in: Callable | None) -> bool:
+    """Exercise 3: ``fold_in(residuals, reg_bias) -> b_u``: a new student's offset as a ridge estimate.
+
+    ``residuals [K]`` are r − μ − bⱼ on the support set; the answer is Σ residuals / (K + λ_b).
+    """
+    if fold_in is None:
+        return _todo("write fold_in(residuals, reg_bias)")
+    cases = [(np.array([1.0]), 5.0), (np.array([1.0, 0.5, -0.2, 1.2, 0.9]), 5.0), (np.array([0.8] * 20), 5.0),
+             (np.array([0.3, -0.1]), 0.0)]
+    for res, lam in cases:
+        try:
+            out = fold_in(res, lam)
+        except Exception as err:  # noqa: BLE001
+            fail(f"fold_in(...) raised {type(err).__name__}: {err}")
+        if out is None:
+            return _todo("fold_in(...) returns None: fill in its body")
+        got = float(out)
+        want = res.sum() / (len(res) + lam)
+        if np.isclose(got, res.mean()) and not np.isclose(got, want):
+            fail("that is the plain mean residual: with 1 rating it trusts a single noisy rating fully. "
+                 "Add the prior: divide the sum by (K + λ_b)")
+        if np.isclose(got, res.sum() / lam if lam else np.inf):
+            fail("divide by K + λ_b, not by λ_b alone")
+        if not np.isclose(got, want, atol=1e-6):
+            fail(f"for residuals {res.tolist()} and λ_b = {lam} expected {want:.4f}, got {got:.4f}")
+    return passed("b_u = Σ residuals / (K + λ_b): one rating moves the offset a little, twenty move it a lot")
