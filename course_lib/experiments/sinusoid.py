@@ -118,10 +118,16 @@ def train_pretrained(model: nn.Module, sample: Callable[[torch.Generator], TaskB
 
 
 def tune_step_size(model: nn.Module, batch: TaskBatch, max_steps: int,
-                   grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)) -> float:
-    """The fine-tuning step size with the lowest median validation MSE after ``max_steps`` steps."""
+                   grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.02, 0.03, 0.1, 0.3)) -> float:
+    """The fine-tuning step size with the lowest mean validation MSE after ``max_steps`` steps.
+
+    The mean (the statistic the paper reports), so a step size that makes any task diverge loses.
+    """
     theta = dict(model.named_parameters())
-    scores = {a: float(finetune_curve(model, theta, batch, a, max_steps)[:, -1].nanmedian()) for a in grid}
+    scores = {}
+    for a in grid:
+        final = finetune_curve(model, theta, batch, a, max_steps)[:, -1]
+        scores[a] = float(final.mean()) if torch.isfinite(final).all() else math.inf
     return min(scores, key=scores.get)
 
 
@@ -193,11 +199,11 @@ def run(iterations: int = 70_000, meta_batch: int = 25, k_train: int = 10, ks: t
 
 
 def table(result: dict):
-    """The rows of `run` as a pandas DataFrame, with the paper's figure and the ratio beside it."""
+    """The rows of `run` as a pandas DataFrame, with the paper's figure and mean / paper beside it."""
     import pandas as pd
 
     df = pd.DataFrame(result["rows"])
-    df["ratio_to_paper"] = df["mse_median"] / df["paper"]
+    df["ratio_to_paper"] = df["mse_mean"] / df["paper"]  # the paper reports means over test tasks
     return df
 
 
