@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from course_lib.metrics import auc_from_counts
 from course_lib.baselines.irt import fisher_information, prob_correct
 
 __all__ = ["CATSplit", "CATModel", "IRTModel", "MetaCATModel", "RULES", "split_items", "select_items",
@@ -336,13 +337,7 @@ def run_cat(model: CATModel, responses: Tensor, split: CATSplit, rule: str, n_st
 
 def _weighted_auc(order_score: np.ndarray, y: np.ndarray, w: np.ndarray, group: np.ndarray) -> float:
     """AUC of scores with sample weights ``w``; ties (same ``group`` id, scores sorted) count ½."""
-    neg = np.bincount(group, weights=w * (1 - y))
-    pos = np.bincount(group, weights=w * y)
-    below = np.cumsum(neg) - neg
-    total_pos, total_neg = pos.sum(), neg.sum()
-    if total_pos == 0 or total_neg == 0:
-        return float("nan")
-    return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
+    return float(auc_from_counts(np.bincount(group, weights=w * y), np.bincount(group, weights=w * (1 - y))))
 
 
 def pooled_auc_ci(y: np.ndarray, p: np.ndarray, learner: np.ndarray, n_boot: int = 200, level: float = 0.95,

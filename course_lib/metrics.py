@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["auc", "log_loss", "expected_calibration_error", "mae", "rmse", "ndcg_at_k",
+__all__ = ["auc", "auc_from_counts", "log_loss", "expected_calibration_error", "mae", "rmse", "ndcg_at_k",
            "mean_ci", "bootstrap_ci"]
 
 
@@ -31,6 +31,18 @@ def auc(y_true, y_prob) -> float:
     if len(np.unique(y_true)) < 2:
         return float("nan")
     return float(skm.roc_auc_score(y_true, y_prob))
+
+
+def auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUC from (weighted) counts of positives / negatives per score bin, bins in increasing score order.
+
+    ``pos``, ``neg``: ``[..., bins]``; ties (same bin) count one half; NaN when a class is absent.
+    Returns ``[...]``. The O(n) kernel behind the learner-bootstrap AUC intervals of chapters 05 and 07.
+    """
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    below = np.cumsum(neg, -1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(-1) / (pos.sum(-1) * neg.sum(-1))
 
 
 def log_loss(y_true, y_prob, eps: float = 1e-6) -> float:

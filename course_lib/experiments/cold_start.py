@@ -56,17 +56,6 @@ Predictor = Callable[[TaskBatch], Tensor]   # support/query batch -> P(correct) 
 
 # ----------------------------------------------------------------------------- metrics
 
-def _auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUC from counts of positives / negatives per score bin (bins in increasing score order).
-
-    ``pos``, ``neg``: ``[..., bins]``; ties (same bin) count one half. Returns ``[...]``.
-    """
-    P, N = pos.sum(-1), neg.sum(-1)
-    below = np.cumsum(neg, -1) - neg
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (pos * (below + 0.5 * neg)).sum(-1) / (P * N)
-
-
 def pooled_metrics(y: np.ndarray, p: np.ndarray, learner: np.ndarray, *, n_boot: int = 200,
                    seed: int = 0, n_bins: int = 10, score_bins: int = 4096) -> dict[str, float]:
     """AUC, log-loss, ECE of pooled predictions, with 95 % CIs from a bootstrap over learners.
@@ -88,7 +77,7 @@ def pooled_metrics(y: np.ndarray, p: np.ndarray, learner: np.ndarray, *, n_boot:
     learner = np.asarray(learner)
     n_learners = int(learner.max()) + 1
     uniq, inv = np.unique(p, return_inverse=True)
-    auc = float(_auc_from_counts(np.bincount(inv, weights=y), np.bincount(inv, weights=1 - y)))
+    auc = float(metrics.auc_from_counts(np.bincount(inv, weights=y), np.bincount(inv, weights=1 - y)))
     if len(uniq) > score_bins:  # equal-size rank bins
         inv = (inv * score_bins) // len(uniq)
     n_u = int(inv.max()) + 1
@@ -103,7 +92,7 @@ def pooled_metrics(y: np.ndarray, p: np.ndarray, learner: np.ndarray, *, n_boot:
     rng = np.random.default_rng(seed)
     counts = np.stack([np.bincount(rng.integers(0, n_learners, n_learners), minlength=n_learners)
                        for _ in range(n_boot)]).astype(float) if n_boot else np.zeros((0, n_learners))
-    aucs = (_auc_from_counts(np.asarray((h_pos.T @ counts.T).T), np.asarray((h_neg.T @ counts.T).T))
+    aucs = (metrics.auc_from_counts(np.asarray((h_pos.T @ counts.T).T), np.asarray((h_neg.T @ counts.T).T))
             if n_boot else np.array([np.nan]))
     lls = counts @ nll_sum / (counts @ count) if n_boot else np.array([np.nan])
     auc_lo, auc_hi = np.nanquantile(aucs, [0.025, 0.975])
