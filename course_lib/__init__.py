@@ -1,10 +1,16 @@
 """course_lib: the library of the course "Meta-Learning for Personalized Learning".
 
-One module per idea, each derived in a chapter notebook: ``device`` (00), ``tasks`` (01),
-``distances`` and ``algorithms.protonet`` (02), ``algorithms.maml`` (03), ``algorithms.reptile``
-and ``taylor`` (04), ``data``, ``baselines.irt``, ``learner_models`` (05), ``recommenders`` and
-``baselines.recsys`` (06), ``cat`` and ``classroom`` (07). ``experiments`` holds the runnable
-studies behind the chapters and ``bench`` the speed table against learn2learn.
-"""
+Read it as a map of the course, top to bottom (the layers import only downwards):
 
-__version__ = "0.1.0"
+* ``experiments/``  thin studies behind the use-case chapters, one contract: ``run(config) -> Result``
+                    (``experiments.common``), callable from a notebook or ``python -m``;
+* ``adaptive/``     acting on a learner (07): adaptive testing (``cat``), the knowledge-tracing classroom;
+* ``models/``       what is personalised (05, 06): ``meta_irt``, ``nearest_learners``, ``preference``;
+* ``baselines/``    the non-meta competitors, one file each: ``irt``, ``item_mean``, ``logistic``,
+                    ``fine_tuning``, ``popularity``, ``matrix_factorization``;
+* ``algorithms/``   the meta-learners and their math on torch.func: ``functional`` (02-04), ``protonet``
+                    (02), ``maml`` (03), ``reptile`` and ``taylor`` (04);
+* foundations:      ``tasks`` (support/query batches and samplers, 01), ``distances`` (02), ``metrics``
+                    (every metric and confidence interval), ``data/`` (loaders, generators), ``device``,
+                    ``viz``, ``bench``, ``exercises/`` (the checks of each chapter's exercises).
+"""

@@ -50,7 +50,7 @@ def _measure(cfg: dict) -> dict:
     from torch import nn
 
     from course_lib.algorithms import MAML, Reptile
-    from course_lib.algorithms._functional import adam
+    from course_lib.algorithms.functional import adam
     from course_lib.experiments.sinusoid import make_model
     from course_lib.tasks import sample_sinusoid_tasks
 

@@ -7,9 +7,9 @@ from sklearn.metrics import roc_auc_score
 
 from course_lib.algorithms import MAML
 from course_lib.baselines.irt import eap_ability_batch, posterior_predictive_batch
-from course_lib.cat import (CATSplit, IRTModel, MetaCATModel, pooled_auc_ci, run_cat, select_items,
+from course_lib.adaptive.cat import (CATSplit, IRTModel, MetaCATModel, pooled_auc_ci, run_cat, select_items,
                             split_items, summarize_cat, synthetic_learners)
-from course_lib.learner_models import MetaIRT
+from course_lib.models.meta_irt import MetaIRT
 
 N_ITEMS = 40
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.func import grad
 
 from course_lib.algorithms import MAML, inner_adapt
-from course_lib.algorithms._functional import get_loss
+from course_lib.algorithms.functional import get_loss
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
 # torch 2.14 warns from inside torch.func.jvp that torch.jit.script is deprecated (not our code).

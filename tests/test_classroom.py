@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, Curriculum, FixedCurriculum,
+from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, Curriculum, FixedCurriculum,
                                   OraclePolicy, ThompsonPolicy, default_classroom, fit_bkt, fit_bkt_pybkt,
                                   log_likelihoods, logs_to_frame, meta_learn_prior, sample_hypotheses,
                                   simulate)
@@ -261,7 +261,7 @@ def test_logs_to_frame_and_fit_input_errors():
 
 def test_data_card_checksum():
     """datasets/bkt_classroom_synthetic.md pins the past cohort of chapter 07."""
-    from course_lib.classroom import logs_checksum
+    from course_lib.adaptive.classroom import logs_checksum
 
     room = default_classroom()
     past = simulate(room, FixedCurriculum(room.curriculum, 8), 600, 80, seed=0)

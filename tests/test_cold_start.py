@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.cold_start and course_lib.learner_models."""
+"""Tests for course_lib.experiments.cold_start and course_lib.models."""
 
 import json
 
@@ -10,7 +10,8 @@ from course_lib import metrics
 from course_lib.algorithms import MAML
 from course_lib.data.synthetic import sample_2pl
 from course_lib.experiments import cold_start as cs
-from course_lib.learner_models import MetaIRT, NearestLearners
+from course_lib.models.meta_irt import MetaIRT
+from course_lib.models.nearest_learners import NearestLearners
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from course_lib.algorithms import inner_adapt
-from course_lib.algorithms._functional import get_loss, task_loss
+from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.data.responses import split_learners
 from course_lib.exercises import ExerciseError
 from course_lib.exercises import ch01

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_lib.baselines.recsys import Popularity
+from course_lib.baselines.popularity import Popularity
 from course_lib.exercises import ExerciseError
 from course_lib.exercises import ch06
 from course_lib.metrics import ndcg_at_k

@@ -1,4 +1,4 @@
-"""Tests for course_lib.baselines.irt (2PL fit, EAP, information) and course_lib.baselines.simple."""
+"""Tests for course_lib.baselines.irt (2PL fit, EAP, information) and course_lib.baselines."""
 
 import math
 
@@ -8,7 +8,9 @@ import torch
 from scipy import integrate
 
 from course_lib.baselines import irt
-from course_lib.baselines.simple import ItemMean, PerLearnerLogistic, PretrainFinetune
+from course_lib.baselines.fine_tuning import PretrainFinetune
+from course_lib.baselines.item_mean import ItemMean
+from course_lib.baselines.logistic import PerLearnerLogistic
 from course_lib.data.synthetic import sample_2pl
 
 A = torch.tensor([1.2, 0.7, 2.0, 1.0, 0.4])

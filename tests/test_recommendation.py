@@ -14,7 +14,7 @@ from course_lib.algorithms import MAML
 from course_lib.data.insteval import CARDINALITY, load_insteval
 from course_lib.experiments import recommendation as rec
 from course_lib.metrics import mae, ndcg_at_k
-from course_lib.recommenders import ADAPT, MeLU, lecturer_catalogue, top_k
+from course_lib.models.preference import ADAPT, MeLU, lecturer_catalogue, top_k
 
 
 def codes(n: int, seed: int = 0) -> torch.Tensor:

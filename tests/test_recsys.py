@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_lib.baselines.recsys import GlobalMean, MatrixFactorization, Popularity
+from course_lib.baselines.matrix_factorization import MatrixFactorization
+from course_lib.baselines.popularity import GlobalMean, Popularity
 
 
 def planted(n_users=300, n_items=60, rank=3, noise=0.0, density=0.5, seed=0):

@@ -1,4 +1,4 @@
-"""course_lib.taylor: the O(α²) residual, the k = 1 identities, agreement with course_lib's algorithms."""
+"""course_lib.algorithms.taylor: the O(α²) residual, the k = 1 identities, agreement with course_lib's algorithms."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.func import grad, vmap
 
-from course_lib import taylor as T
+from course_lib.algorithms import taylor as T
 from course_lib.algorithms import maml_loss, reptile_direction
-from course_lib.algorithms._functional import get_loss, task_loss
+from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from course_lib.algorithms._functional import (LossFn, Params, adam, batch_args, check_support,
+from course_lib.algorithms.functional import (LossFn, Params, adam, batch_args, check_support,
                                                 fit_loop, get_loss, maybe_compile, split_params,
                                                 task_loss)
 from course_lib.tasks import TaskBatch

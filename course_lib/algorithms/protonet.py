@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.algorithms._functional import maybe_compile
+from course_lib.algorithms.functional import maybe_compile
 from course_lib.distances import _KERNELS, get_distance
 from course_lib.tasks import TaskBatch
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from course_lib.algorithms._functional import (LossFn, Params, batch_args, check_support, fit_loop,
+from course_lib.algorithms.functional import (LossFn, Params, batch_args, check_support, fit_loop,
                                                 get_loss, maybe_compile, split_params)
 from course_lib.algorithms.maml import inner_adapt
 from course_lib.tasks import TaskBatch

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.algorithms import inner_adapt, maml_loss
-from course_lib.algorithms._functional import get_loss, task_loss
+from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.exercises import call as _call, fail, passed, todo as _todo
 from course_lib.tasks import TaskBatch
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.algorithms import MAML, inner_adapt, maml_loss
-from course_lib.algorithms._functional import get_loss
+from course_lib.algorithms.functional import get_loss
 from course_lib.exercises import fail, passed, todo as _todo
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 

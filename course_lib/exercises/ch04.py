@@ -15,9 +15,9 @@ from torch import Tensor, nn
 from torch.func import grad
 
 from course_lib.algorithms import reptile_direction
-from course_lib.algorithms._functional import get_loss, task_loss
+from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.exercises import fail, passed, todo as _todo
-from course_lib.taylor import ALGORITHMS, coefficients
+from course_lib.algorithms.taylor import ALGORITHMS, coefficients
 from course_lib.tasks import TaskBatch
 
 __all__ = ["check_reptile_step", "check_coefficients", "check_largest_avg_grad", "check_reptile_k1",

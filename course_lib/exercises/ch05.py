@@ -114,7 +114,7 @@ def check_inner_step(fn: Callable | None) -> bool:
     ``MAML(model, loss="bce", alpha=alpha, steps=1, adapt=["ability"]).adapt(items, answers)``.
     """
     from course_lib.algorithms import MAML
-    from course_lib.learner_models import MetaIRT
+    from course_lib.models.meta_irt import MetaIRT
 
     if fn is None:
         return _todo("define inner_step(ability, a, d, items, answers, alpha) and pass it to the check")

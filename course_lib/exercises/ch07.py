@@ -78,7 +78,7 @@ def check_next_item(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define next_item(theta_hat, a, b, asked) and pass it to the check")
-    from course_lib.cat import select_items
+    from course_lib.adaptive.cat import select_items
 
     rng = np.random.default_rng(1)
     a = rng.uniform(0.4, 2.5, 30)
@@ -106,7 +106,7 @@ def check_next_item(fn: Callable | None) -> bool:
             fail("you maximised p (1 − p); weight it by a² so that sharper items count more")
         if got != expected:
             fail(f"at θ̂ = {theta_hat} the most informative unasked item is {expected}, you chose {got}")
-    return passed("your rule picks the same items as course_lib.cat.select_items('max_information', ...)")
+    return passed("your rule picks the same items as course_lib.adaptive.cat.select_items('max_information', ...)")
 
 
 # ----------------------------------------------------------------------------- exercise 3
@@ -125,7 +125,7 @@ def check_bkt_update(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define bkt_update(p_mastered, correct, learn, guess, slip, forget) and pass it to the check")
-    from course_lib.classroom import Curriculum, ThompsonPolicy
+    from course_lib.adaptive.classroom import Curriculum, ThompsonPolicy
 
     cases = [(0.3, 1, 0.2, 0.2, 0.1, 0.0), (0.3, 0, 0.2, 0.2, 0.1, 0.0), (0.8, 0, 0.1, 0.25, 0.05, 0.05),
              (0.05, 1, 0.3, 0.3, 0.2, 0.02)]
@@ -152,7 +152,7 @@ def check_bkt_update(fn: Callable | None) -> bool:
             fail(f"for P = {p}, correct = {y}, learn = {learn}, guess = {guess}, slip = {slip}, forget = {forget} "
                  f"expected {expected:.4f}, got {got:.4f}; P(correct | mastered) = 1 − slip and "
                  f"P(correct | not mastered) = guess")
-    return passed("your knowledge-tracing update matches the exact belief course_lib.classroom tracks")
+    return passed("your knowledge-tracing update matches the exact belief course_lib.adaptive.classroom tracks")
 
 
 # ----------------------------------------------------------------------------- exercise 4
@@ -185,4 +185,4 @@ def check_em_step(fn: Callable | None) -> bool:
         fail(f"the new weights must sum to 1, yours sum to {got.sum():.4f}")
     if not np.allclose(got, expected, atol=1e-8):
         fail("the weights differ from mean_n [w_h lik[n, h] / Σ_h' w_h' lik[n, h']]")
-    return passed("one EM step of course_lib.classroom.meta_learn_prior: the marginal likelihood can only go up")
+    return passed("one EM step of course_lib.adaptive.classroom.meta_learn_prior: the marginal likelihood can only go up")

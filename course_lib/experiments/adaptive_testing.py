@@ -25,7 +25,7 @@ the 2PL EAP ability from the items asked against a reference: on SweSAT the 2PL 
 learner's answers (the true ability is unknown), on synthetic 2PL learners (θ ~ N(0, 1), answers
 drawn from the fitted SweSAT item parameters) the true θ.
 
-Part B, learning paths (`run_classroom_study`): `course_lib.classroom`'s default classroom. A past
+Part B, learning paths (`run_classroom_study`): `course_lib.adaptive.classroom`'s default classroom. A past
 cohort works through the fixed curriculum; from its logs we fit BKT per (learner type, skill) with
 `fit_bkt` (checked against pyBKT) and meta-learn the prior over learners. New learners then get the
 fixed curriculum, the Thompson-sampling tutor from scratch (flat prior), the same tutor with the
@@ -80,7 +80,7 @@ def train_meta_cat_model(responses: torch.Tensor, train: torch.Tensor, n_steps: 
     """
     from course_lib.algorithms import MAML
     from course_lib.experiments.cold_start import MetaConfig
-    from course_lib.learner_models import MetaIRT
+    from course_lib.models.meta_irt import MetaIRT
     from course_lib.tasks import learner_tasks
 
     cfg = config or MetaConfig()
@@ -126,7 +126,7 @@ def run_cat_study(responses: torch.Tensor | None = None, n_steps: int = 20, hold
     seed=seed)``, as the notebook does. Derived in chapter 07, sections 1-4.
     """
     from course_lib.baselines.irt import fit_2pl
-    from course_lib.cat import IRTModel, MetaCATModel, run_cat, split_items, summarize_cat, synthetic_learners
+    from course_lib.adaptive.cat import IRTModel, MetaCATModel, run_cat, split_items, summarize_cat, synthetic_learners
     from course_lib.data.responses import split_learners, validate_responses
 
     t_start = time.perf_counter()
@@ -229,7 +229,7 @@ def run_classroom_study(n_past: int = 600, past_horizon: int = 80, n_test: int =
     and the policies. ``pybkt_learners`` past learners of one (type, skill) are re-fitted with
     pyBKT to check `fit_bkt` (0 skips it). Derived in chapter 07, sections 5-9.
     """
-    from course_lib.classroom import (PARAM_NAMES, FixedCurriculum, OraclePolicy, ThompsonPolicy,
+    from course_lib.adaptive.classroom import (PARAM_NAMES, FixedCurriculum, OraclePolicy, ThompsonPolicy,
                                       default_classroom, fit_bkt, fit_bkt_pybkt, logs_to_frame,
                                       meta_learn_prior, sample_hypotheses, simulate)
 
@@ -371,7 +371,7 @@ def figure_bkt_recovery(classroom: dict):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from course_lib.classroom import PARAM_NAMES
+    from course_lib.adaptive.classroom import PARAM_NAMES
     from course_lib.viz import style
 
     rec = pd.DataFrame(classroom["bkt_recovery"])
@@ -395,7 +395,7 @@ def figure_meta_prior(classroom: dict, x: str = "learn", y: str = "slip"):
     """The meta-learned prior: hypotheses ψ_h in the (x, y) plane, size ∝ weight; true types as stars."""
     import plotly.graph_objects as go
 
-    from course_lib.classroom import PARAM_NAMES, default_classroom
+    from course_lib.adaptive.classroom import PARAM_NAMES, default_classroom
     from course_lib.viz import style
 
     hyp = np.asarray(classroom["meta_prior"]["hypotheses"])

@@ -162,7 +162,7 @@ def _make_learner(method: str, model: torch.nn.Module, cfg: MetaConfig):
 def _train_meta(method: str, responses: Tensor, train: Tensor, ks: Sequence[int], cfg: MetaConfig,
                 seed: int, progress: bool, device: torch.device) -> dict[int, object]:
     """One meta-learner per K (the MAML protocol), each warm-started from the previous K's θ."""
-    from course_lib.learner_models import MetaIRT
+    from course_lib.models.meta_irt import MetaIRT
 
     p = torch.nanmean(responses[train], 0).clamp(0.02, 0.98)
     learners: dict[int, object] = {}
@@ -275,7 +275,7 @@ def _run(responses, ks, methods, seed, *, dataset, groups, truth, fractions, met
         t0 = time.perf_counter()
         per_k: dict[int, Predictor] = {}
         if method == "item_mean":
-            from course_lib.baselines.simple import ItemMean
+            from course_lib.baselines.item_mean import ItemMean
             im = ItemMean(r_train)
             models[method] = im
             per_k = {k: (lambda b, im=im: im.predict(*_support(b))) for k in ks}
@@ -296,14 +296,14 @@ def _run(responses, ks, methods, seed, *, dataset, groups, truth, fractions, met
             models[method] = fitted
             per_k = {k: (lambda b, f=fitted: _irt_by_group_predict(f, b, r.shape[1])) for k in ks}
         elif method == "per_learner_logistic":
-            from course_lib.baselines.simple import PerLearnerLogistic
+            from course_lib.baselines.logistic import PerLearnerLogistic
             feats = (PerLearnerLogistic.group_features(groups) if groups is not None else None)
             for k in ks:
                 cands = {l2: PerLearnerLogistic(feats, n_items=r.shape[1], l2=l2) for l2 in (0.3, 1.0, 3.0, 10.0)}
                 best = pick(cands, lambda m: (lambda b: m.predict(*_support(b))), k)
                 per_k[k] = (lambda b, m=best: m.predict(*_support(b)))
         elif method == "pretrain_finetune":
-            from course_lib.baselines.simple import PretrainFinetune
+            from course_lib.baselines.fine_tuning import PretrainFinetune
             pf = PretrainFinetune(r.shape[1], dims=cfg.dims, seed=seed)
             pf.pretrain(r_train)
             models[method] = pf
@@ -312,7 +312,7 @@ def _run(responses, ks, methods, seed, *, dataset, groups, truth, fractions, met
                 a, s = pick(grid, lambda c: (lambda b: pf.predict(*_support(b), alpha=c[0], steps=c[1])), k)
                 per_k[k] = (lambda b, a=a, s=s: pf.predict(*_support(b), alpha=a, steps=s))
         elif method == "nearest_learners":
-            from course_lib.learner_models import NearestLearners
+            from course_lib.models.nearest_learners import NearestLearners
             base = NearestLearners(r_train)
             cands = {(nb, t): NearestLearners(r_train, k=min(nb, len(train)), temperature=t)
                      for nb in (50, 200) for t in (0.05, 0.2, 1.0)}

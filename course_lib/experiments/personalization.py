@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from course_lib.algorithms import MAML, inner_adapt
-from course_lib.algorithms._functional import get_loss, task_loss
+from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.data.responses import responses_checksum, split_learners
 from course_lib.metrics import auc, log_loss, mean_ci
 from course_lib.tasks import TaskBatch, learner_tasks

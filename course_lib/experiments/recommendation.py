@@ -11,7 +11,7 @@ used at test time for each K). Every meta-learned variant is evaluated the same 
 decision layers and the student offset (``ADAPT``) from the meta-learned θ.
 
 Methods: global mean, popularity (shrunk lecturer mean), biased MF with fold-in of the new student
-(ALS), and the MeLU-style model of :mod:`course_lib.recommenders` meta-trained with MAML, first-order
+(ALS), and the MeLU-style model of :mod:`course_lib.models.preference` meta-trained with MAML, first-order
 MAML and Reptile. Metrics per test student on the query set: MAE (mean and 95 % CI over students),
 RMSE (over all query ratings) and nDCG@3; paired per-student MAE differences against MF fold-in.
 
@@ -31,12 +31,13 @@ import pandas as pd
 import torch
 
 from course_lib.algorithms import MAML, Reptile
-from course_lib.baselines.recsys import GlobalMean, MatrixFactorization, Popularity
+from course_lib.baselines.matrix_factorization import MatrixFactorization
+from course_lib.baselines.popularity import GlobalMean, Popularity
 from course_lib.data.insteval import (StudentSplit, StudentTasks, load_insteval, make_tasks, split_students,
                                       student_task_sampler, task_batch)
 from course_lib.device import get_device
 from course_lib.metrics import mean_ci
-from course_lib.recommenders import ADAPT, MeLU
+from course_lib.models.preference import ADAPT, MeLU
 from course_lib.tasks import TaskBatch
 
 __all__ = ["RecConfig", "Data", "prepare_data", "fit_baselines", "baseline_predictions", "train_meta",

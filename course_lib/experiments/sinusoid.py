@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from course_lib.algorithms import MAML, Reptile
-from course_lib.algorithms._functional import Params, adam, fit_loop
+from course_lib.algorithms.functional import Params, adam, fit_loop
 from course_lib.device import cpu_threads, get_device
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, jvp, vmap
 
-from course_lib.algorithms._functional import LossFn, Params, get_loss, task_loss
+from course_lib.algorithms.functional import LossFn, Params, get_loss, task_loss
 from course_lib.algorithms.maml import inner_adapt
 
 __all__ = ["ALGORITHMS", "coefficients", "orderings", "taylor_terms", "sequence_update", "expected_updates",
