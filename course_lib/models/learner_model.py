@@ -64,8 +64,8 @@ def meta_train(model: nn.Module, responses: Tensor, rows: Tensor, inner: dict[in
     one Adam step (outer step β) on that K's MAML loss. Every K updates the same parameters of
     ``model`` (trained in place), so there is one θ that serves every K; adapt it to a new learner
     with ``course_lib.baselines.fine_tuning.adapt_path`` and that K's (α, steps). Returns the
-    history: one mean loss per K every ``len(inner) * 10`` iterations. Derived in chapter 01, section 3; MAML itself
-    in chapter 03.
+    history: one mean loss per K every ``len(inner) * 10`` iterations. Derived in chapter 01,
+    section 3; MAML itself in chapter 03.
     """
     from tqdm.auto import tqdm
 
@@ -90,9 +90,9 @@ def meta_train(model: nn.Module, responses: Tensor, rows: Tensor, inner: dict[in
         window[k_shot].append(learners[k_shot].step(batch, opt).detach())
         if it % every == 0 or it == iterations:
             hist["iteration"].append(it)
-            for k in k_shots:
-                hist["loss"][k].append(torch.stack(window[k]).mean().item() if window[k] else float("nan"))
-                window[k].clear()
+            for logged_k_shot, losses in window.items():
+                hist["loss"][logged_k_shot].append(torch.stack(losses).mean().item() if losses else float("nan"))
+                losses.clear()
     return hist
 
 
