@@ -118,3 +118,26 @@ def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: in
         stats.append(metric(np.concatenate([y[i] for i in ix]), np.concatenate([p[i] for i in ix])))
     lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(point), float(lo), float(hi)
+
+
+def ndcg_at_k_rows(y_true, y_score, k: int = 3) -> np.ndarray:
+    """nDCG@k of every row (one user's list each): ``[users, n] -> [users]``. Chapter 06.
+
+    The definition of :func:`ndcg_at_k` (scikit-learn's: gain = relevance, log2 discount, tied
+    scores share their gain), vectorised over rows; rows with tied scores go through
+    :func:`ndcg_at_k`, so the two agree everywhere.
+    """
+    y_true = np.asarray(y_true, float)
+    y_score = np.asarray(y_score, float)
+    if y_true.shape != y_score.shape or y_true.ndim != 2:
+        raise ValueError(f"y_true and y_score must both be [students, n], got {y_true.shape} and {y_score.shape}")
+    k = min(k, y_true.shape[1])
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    order = np.argsort(-y_score, axis=1, kind="stable")[:, :k]
+    dcg = (np.take_along_axis(y_true, order, 1) * discount).sum(1)
+    ideal = (-np.sort(-y_true, axis=1)[:, :k] * discount).sum(1)
+    out = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+    tied = (np.diff(np.sort(y_score, axis=1), axis=1) == 0).any(1)
+    for i in np.nonzero(tied)[0]:
+        out[i] = ndcg_at_k(y_true[i], y_score[i], k)
+    return out
