@@ -10,6 +10,8 @@ Protocol after MeLU (Lee et al., KDD 2019): a student is a task; only students w
 are used; 10 random ratings form the query set 𝒟ᵢ^q and the remaining ones the support pool, of
 which the first K (in a random order fixed per student) form the K-shot support set 𝒟ᵢˢ, so the
 K = 1, 3, 5, 10 supports are nested. Students are split into train / validation / test *by student*.
+:func:`prepare_tasks` does all of it and returns the chapter's :class:`ColdStartTasks`;
+:func:`predict_students` runs a baseline over them, :func:`task_batch` pads them for a meta-learner.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class Config(MeLUTraining):
     shrinkages: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
     mf_ranks: tuple[int, ...] = (0, 0, 0, 2, 2, 5, 5, 10)
     mf_regs: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 20.0, 10.0, 20.0, 20.0)
-    mf_reg_biases: tuple[float, ...] = field(default=(3.0, 5.0, 10.0, 5.0, 5.0, 5.0, 5.0, 5.0))
+    mf_reg_biases: tuple[float, ...] = (3.0, 5.0, 10.0, 5.0, 5.0, 5.0, 5.0, 5.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
