@@ -10,7 +10,8 @@ import numpy as np
 from sklearn import metrics as skm
 
 __all__ = ["auc", "auc_from_counts", "log_loss", "expected_calibration_error", "mae", "rmse", "ndcg_at_k",
-           "mean_ci", "bootstrap_ci"]
+           "mean_ci", "bootstrap_ci", "per_learner_metrics", "query_log_loss", "abs_correlation",
+           "ndcg_at_k_rows"]
 
 
 def _as_arrays(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
@@ -122,9 +123,6 @@ def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: in
 
 # --------------------------------------------------------------------- per learner, vectorised (chapter 01)
 
-__all__ += ["per_learner_metrics", "query_log_loss", "abs_correlation"]
-
-
 def _as_float64(values) -> np.ndarray:
     """A float64 numpy array from a tensor (any device) or an array-like."""
     if hasattr(values, "detach"):
@@ -187,3 +185,26 @@ def abs_correlation(a, b) -> float:
     if a.shape != b.shape or a.dim() != 1:
         raise ValueError(f"a and b must be vectors of one length, got {tuple(a.shape)} and {tuple(b.shape)}")
     return float(abs(torch.corrcoef(torch.stack([a, b]))[0, 1]))
+
+
+def ndcg_at_k_rows(y_true, y_score, k: int = 3) -> np.ndarray:
+    """nDCG@k of every row (one user's list each): ``[users, n] -> [users]``. Chapter 06.
+
+    The definition of :func:`ndcg_at_k` (scikit-learn's: gain = relevance, log2 discount, tied
+    scores share their gain), vectorised over rows; rows with tied scores go through
+    :func:`ndcg_at_k`, so the two agree everywhere.
+    """
+    y_true = np.asarray(y_true, float)
+    y_score = np.asarray(y_score, float)
+    if y_true.shape != y_score.shape or y_true.ndim != 2:
+        raise ValueError(f"y_true and y_score must both be [students, n], got {y_true.shape} and {y_score.shape}")
+    k = min(k, y_true.shape[1])
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    order = np.argsort(-y_score, axis=1, kind="stable")[:, :k]
+    dcg = (np.take_along_axis(y_true, order, 1) * discount).sum(1)
+    ideal = (-np.sort(-y_true, axis=1)[:, :k] * discount).sum(1)
+    out = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
+    tied = (np.diff(np.sort(y_score, axis=1), axis=1) == 0).any(1)
+    for i in np.nonzero(tied)[0]:
+        out[i] = ndcg_at_k(y_true[i], y_score[i], k)
+    return out

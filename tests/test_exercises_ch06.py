@@ -24,7 +24,7 @@ def test_placeholders_return_false_without_raising(capsys):
     assert ch06.check_fold_in(None) is False
     assert ch06.check_popularity(lambda lect, r, n, lam: None) is False  # the notebook's unfilled stub
     assert ch06.check_fold_in(lambda res, lam: None) is False
-    assert "Not answered yet" in capsys.readouterr().out
+    assert "Not filled in yet" in capsys.readouterr().out
 
 
 def test_popularity_right_answer_agrees_with_course_lib():

@@ -39,10 +39,10 @@ def test_checksum_is_asserted(monkeypatch):
 
 
 def test_split_is_by_student_and_filters_counts(ratings, split):
-    parts = [set(split.train), set(split.val), set(split.test)]
+    parts = [set(split.train), set(split.validation), set(split.test)]
     assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
     counts = ratings.groupby("student").size()
-    used = np.concatenate([split.train, split.val, split.test])
+    used = np.concatenate([split.train, split.validation, split.test])
     assert len(used) == ((counts >= 13) & (counts <= 100)).sum() == 2206
     assert counts.loc[used].between(13, 100).all()
     assert abs(len(split.train) / len(used) - 0.7) < 0.01
@@ -77,7 +77,7 @@ def test_tasks_query_and_support_never_overlap(ratings, split):
 
 
 def test_task_batch_shapes_and_masks(ratings, split):
-    tasks = ie.make_tasks(ratings, split.val[:7], seed=0)
+    tasks = ie.make_tasks(ratings, split.validation[:7], seed=0)
     batch = ie.task_batch(ratings, tasks, k_shot=None)
     assert batch.x_query.shape == (7, 10, 5) and batch.y_query.shape == (7, 10)
     assert batch.support_mask.sum(1).tolist() == [len(p) for p in tasks.pool]
@@ -114,3 +114,14 @@ def test_sampler_tasks_are_whole_training_students(ratings, split):
         assert owners, "a task mixes ratings of several students"
         n_real = int(b.support_mask[i].sum()) + 10
         assert n_real == len(lecturer_sets[owners[0]])
+
+def test_prepared_tasks_never_leak_test_students_into_training(ratings):
+    data = ie.prepare_tasks(seed=0, ratings=ratings)
+    train_students = set(data.train["student"])
+    assert train_students == set(data.split.train.tolist())
+    assert not train_students & set(data.test.students.tolist())
+    assert not train_students & set(data.validation.students.tolist())
+    sweep = data.tasks("test", 10)
+    assert set(sweep.students) <= set(data.test.students) and all(len(p) >= 10 for p in sweep.pool)
+    assert len(data.tasks("test", None)) == len(data.split.test)
+

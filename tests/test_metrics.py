@@ -56,3 +56,22 @@ def test_bad_input_raises_clear_errors():
         metrics.ndcg_at_k([1], [1])
     with pytest.raises(ValueError, match="no learners"):
         metrics.bootstrap_ci(metrics.mae, [])
+
+
+def test_ndcg_rows_hand_computed_and_equal_to_ndcg_at_k_with_ties():
+    """The vectorised per-row nDCG (chapter 06) is metrics.ndcg_at_k row by row, ties included."""
+    y = np.array([[3.0, 5.0, 1.0, 4.0, 2.0]])
+    s = np.array([[4.1, 3.9, 3.5, 3.0, 2.2]])
+    by_hand = (3 + 5 / np.log2(3) + 1 / 2) / (5 + 4 / np.log2(3) + 3 / 2)
+    assert np.isclose(metrics.ndcg_at_k_rows(y, s, 3)[0], by_hand)
+    assert np.isclose(metrics.ndcg_at_k(y[0], s[0], 3), by_hand)
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, (200, 10)).astype(float)
+    s = rng.normal(size=(200, 10))
+    s[:20] = 3.0                                          # constant predictions: all tied
+    s[20:40] = np.round(s[20:40])                         # some ties
+    got = metrics.ndcg_at_k_rows(y, s, 3)
+    want = [metrics.ndcg_at_k(y[i], s[i], 3) for i in range(200)]
+    assert np.allclose(got, want)
+    with pytest.raises(ValueError, match="students, n"):
+        metrics.ndcg_at_k_rows(y[0], s[0])

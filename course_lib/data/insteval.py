@@ -10,6 +10,8 @@ Protocol after MeLU (Lee et al., KDD 2019): a student is a task; only students w
 are used; 10 random ratings form the query set 𝒟ᵢ^q and the remaining ones the support pool, of
 which the first K (in a random order fixed per student) form the K-shot support set 𝒟ᵢˢ, so the
 K = 1, 3, 5, 10 supports are nested. Students are split into train / validation / test *by student*.
+:func:`prepare_tasks` does all of it and returns the chapter's :class:`ColdStartTasks`;
+:func:`predict_students` runs a baseline over them, :func:`task_batch` pads them for a meta-learner.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from torch import Tensor
 from course_lib.tasks import TaskBatch
 
 __all__ = ["FEATURES", "CARDINALITY", "SHA256", "load_insteval", "StudentSplit", "split_students",
-           "StudentTasks", "make_tasks", "task_batch", "feature_tensors", "student_task_sampler"]
+           "StudentTasks", "make_tasks", "ColdStartTasks", "prepare_tasks", "query_ratings", "predict_students",
+           "task_batch", "feature_tensors", "student_task_sampler"]
 
 #: Columns of ``x``, in order, as 0-based integer codes.
 FEATURES: tuple[str, ...] = ("lecturer", "dept", "service", "lectage", "studage")
@@ -86,11 +89,11 @@ class StudentSplit:
     """Disjoint arrays of student ids: meta-train, validation (model choice) and test students."""
 
     train: np.ndarray
-    val: np.ndarray
+    validation: np.ndarray
     test: np.ndarray
 
     def __post_init__(self) -> None:
-        sets = [set(map(int, a)) for a in (self.train, self.val, self.test)]
+        sets = [set(map(int, a)) for a in (self.train, self.validation, self.test)]
         if sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]:
             raise ValueError("a student appears in two splits; split by student so that no one leaks")
 
@@ -187,6 +190,71 @@ def make_tasks(ratings: pd.DataFrame, students: Sequence[int], n_query: int = 10
     return StudentTasks(students, query, pool)
 
 
+@dataclass(frozen=True)
+class ColdStartTasks:
+    """The chapter's protocol in one object: ratings, split by student, training ratings, val/test tasks.
+
+    ``validation`` and ``test`` hold every kept student's query set and support pool; ``max_k_shot``
+    is the largest K of the sweep, so that every K is scored on the same students (:meth:`tasks`).
+    """
+
+    ratings: pd.DataFrame
+    split: StudentSplit
+    train: pd.DataFrame
+    validation: StudentTasks
+    test: StudentTasks
+    max_k_shot: int = 10
+
+    def tasks(self, which: str, k_shot: int | None) -> StudentTasks:
+        """The ``which`` ("validation" | "test") tasks scored at ``k_shot``.
+
+        For an int K: the students with at least ``max_k_shot`` pool ratings; for None ("all"): everyone.
+        """
+        if which not in ("validation", "test"):
+            raise ValueError(f"which must be 'validation' or 'test', got {which!r}")
+        tasks = self.validation if which == "validation" else self.test
+        return tasks if k_shot is None else tasks.with_pool_at_least(self.max_k_shot)
+
+    def train_triplets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The training students' ratings as (student, lecturer, rating) arrays ``[n_ratings]`` each."""
+        return (self.train["student"].to_numpy(), self.train["lecturer"].to_numpy(),
+                self.train["rating"].to_numpy())
+
+
+def prepare_tasks(fractions: Sequence[float] = (0.7, 0.1, 0.2), n_query: int = 10, max_k_shot: int = 10,
+                  seed: int = 0, ratings: pd.DataFrame | None = None) -> ColdStartTasks:
+    """Load InstEval (unless ``ratings`` is given), split students, draw each val/test student's tasks.
+
+    Seeds: the split uses ``seed``, the validation tasks ``seed + 1``, the test tasks ``seed + 2``.
+    Derived in chapter 06, section 1.
+    """
+    if max_k_shot < 1:
+        raise ValueError(f"max_k_shot must be >= 1, got {max_k_shot}")
+    ratings = load_insteval() if ratings is None else ratings
+    split = split_students(ratings, fractions, seed=seed)
+    train = ratings[ratings["student"].isin(split.train)]
+    return ColdStartTasks(ratings, split, train, make_tasks(ratings, split.validation, n_query, seed=seed + 1),
+                          make_tasks(ratings, split.test, n_query, seed=seed + 2), max_k_shot=max_k_shot)
+
+
+def query_ratings(ratings: pd.DataFrame, tasks: StudentTasks) -> np.ndarray:
+    """The true query ratings ``[students, n_query]`` of ``tasks``."""
+    r = ratings["rating"].to_numpy()
+    return np.stack([r[q] for q in tasks.query])
+
+
+def predict_students(model, ratings: pd.DataFrame, tasks: StudentTasks, k_shot: int | None) -> np.ndarray:
+    """``[students, n_query]`` predictions of a fitted recommender from each student's K-shot support set.
+
+    ``model`` has ``predict_new(support_lecturers, support_ratings, query_lecturers)`` (the
+    baselines of :mod:`course_lib.baselines.popularity` and :mod:`~course_lib.baselines.matrix_factorization`).
+    """
+    lecturers = ratings["lecturer"].to_numpy()
+    r = ratings["rating"].to_numpy()
+    return np.stack([model.predict_new(lecturers[s], r[s], lecturers[q])
+                     for s, q in zip(tasks.support(k_shot), tasks.query)])
+
+
 def feature_tensors(ratings: pd.DataFrame, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
     """All ratings as tensors: ``x [ratings, 5]`` (long codes in :data:`FEATURES` order), ``y [ratings]``."""
     x = torch.tensor(ratings[list(FEATURES)].to_numpy(np.int64), device=device)
@@ -208,7 +276,7 @@ def task_batch(ratings: pd.DataFrame, tasks: StudentTasks, k_shot: int | None = 
                device: torch.device | str = "cpu") -> TaskBatch:
     """Stack the students' tasks into a padded :class:`TaskBatch`.
 
-    ``x_support [tasks, k, 5]`` long codes, ``y_support [tasks, k]`` ratings, same for the query
+    ``x_support [tasks, k_shot, 5]`` long codes, ``y_support [tasks, k_shot]`` ratings, same for the query
     (``[tasks, n_query, 5]``); ``support_mask``/``query_mask`` mark real ratings.
     """
     x, y = feature_tensors(ratings)
@@ -254,14 +322,14 @@ def student_task_sampler(
         query = order[:, :n_query]
         n_pool = n - n_query
         if isinstance(k_shot, int):
-            k = torch.full_like(n_pool, k_shot)
+            shots = torch.full_like(n_pool, k_shot)
         elif k_shot == "all":
-            k = n_pool
+            shots = n_pool
         else:
-            k = 1 + (torch.rand(n_tasks, generator=generator) * n_pool).long().clamp(max=n_pool - 1)
-        width = int(k.max())
+            shots = 1 + (torch.rand(n_tasks, generator=generator) * n_pool).long().clamp(max=n_pool - 1)
+        width = int(shots.max())
         support = order[:, n_query:n_query + width]
-        s_mask = torch.arange(width)[None, :] < k[:, None]
+        s_mask = torch.arange(width)[None, :] < shots[:, None]
         return TaskBatch(x_all[support], y_all[support], x_all[query], y_all[query], s_mask, None).to(device)
 
     return sample

@@ -11,17 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from course_lib.exercises import fail, passed
+from course_lib.exercises import fail, passed, todo
+from course_lib.metrics import ndcg_at_k
 
 __all__ = ["check_popularity", "check_ndcg", "check_fold_in", "NDCG_EXAMPLE"]
 
 #: The list of exercise 2: true ratings of a student's query lecturers, and a model's scores.
 NDCG_EXAMPLE = {"ratings": [3.0, 5.0, 1.0, 4.0, 2.0], "scores": [4.1, 3.9, 3.5, 3.0, 2.2]}
-
-
-def _todo(what: str) -> bool:
-    print(f"✏️  Not answered yet: {what}")
-    return False
 
 
 def check_popularity(popularity: Callable | None) -> bool:
@@ -30,7 +26,7 @@ def check_popularity(popularity: Callable | None) -> bool:
     r̂ⱼ = μ + Σᵤ (rᵤⱼ − μ) / (nⱼ + λ), with μ the mean of all ratings; an unrated lecturer gets μ.
     """
     if popularity is None:
-        return _todo("write popularity(lecturers, ratings, n_lecturers, shrinkage)")
+        return todo("write popularity(lecturers, ratings, n_lecturers, shrinkage)")
     lect = np.array([0, 0, 0, 1, 2, 2])
     r = np.array([5.0, 4.0, 5.0, 1.0, 2.0, 4.0])
     mu = r.mean()
@@ -42,7 +38,7 @@ def check_popularity(popularity: Callable | None) -> bool:
         except Exception as err:  # noqa: BLE001 - report any error from the reader's code
             fail(f"popularity(...) raised {type(err).__name__}: {err}")
         if out is None:
-            return _todo("popularity(...) returns None: fill in its body")
+            return todo("popularity(...) returns None: fill in its body")
         got = np.asarray(out, dtype=float)
         if got.shape != (4,):
             fail(f"return one value per lecturer: expected shape (4,), got {got.shape}")
@@ -57,19 +53,12 @@ def check_popularity(popularity: Callable | None) -> bool:
     return passed("shrunk lecturer means match μ + Σ(r − μ)/(n + λ), unrated lecturers fall back to μ")
 
 
-def _ndcg3(ratings, scores) -> float:
-    order = np.argsort(-np.asarray(scores), kind="stable")[:3]
-    disc = 1 / np.log2(np.arange(2, 5))
-    r = np.asarray(ratings, float)
-    return float((r[order] * disc).sum() / (np.sort(r)[::-1][:3] * disc).sum())
-
-
 def check_ndcg(value: float | None) -> bool:
     """Exercise 2: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
     if value is None:
-        return _todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
+        return todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
     value = float(value)
-    right = _ndcg3(NDCG_EXAMPLE["ratings"], NDCG_EXAMPLE["scores"])
+    right = ndcg_at_k(NDCG_EXAMPLE["ratings"], NDCG_EXAMPLE["scores"], k=3)
     r = np.asarray(NDCG_EXAMPLE["ratings"])
     dcg = float((r[:3] / np.log2(np.arange(2, 5))).sum())
     if np.isclose(value, dcg, atol=1e-3):
@@ -88,7 +77,7 @@ def check_fold_in(fold_in: Callable | None) -> bool:
     ``residuals [K]`` are r − μ − bⱼ on the support set; the answer is Σ residuals / (K + λ_b).
     """
     if fold_in is None:
-        return _todo("write fold_in(residuals, reg_bias)")
+        return todo("write fold_in(residuals, reg_bias)")
     cases = [(np.array([1.0]), 5.0), (np.array([1.0, 0.5, -0.2, 1.2, 0.9]), 5.0), (np.array([0.8] * 20), 5.0),
              (np.array([0.3, -0.1]), 0.0)]
     for res, lam in cases:
@@ -97,7 +86,7 @@ def check_fold_in(fold_in: Callable | None) -> bool:
         except Exception as err:  # noqa: BLE001
             fail(f"fold_in(...) raised {type(err).__name__}: {err}")
         if out is None:
-            return _todo("fold_in(...) returns None: fill in its body")
+            return todo("fold_in(...) returns None: fill in its body")
         got = float(out)
         want = res.sum() / (len(res) + lam)
         if np.isclose(got, res.mean()) and not np.isclose(got, want):

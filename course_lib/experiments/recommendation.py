@@ -1,412 +1,274 @@
-"""Chapter 06 experiment: cold-start recommendation of lecturers on InstEval, baselines vs MeLU-style meta-learning.
+"""Chapter 06 study: cold-start recommendation of lecturers on InstEval, baselines vs MeLU-style meta-learning.
 
 Derived in chapter 06 (Personalized learning-resource recommendation). Protocol after MeLU (Lee
-et al., KDD 2019): every student with 13-100 ratings is a task; 10 random ratings are the query
-set 𝒟ᵢ^q; the support set 𝒟ᵢˢ is either all remaining ratings (``k = "all"``, MeLU's setting) or
-the first K of them (K = 1, 3, 5, 10; evaluated on the test students with at least 10 non-query
-ratings so that every K is scored on the same students). Students are split into train /
-validation / test; the validation students choose every hyperparameter (popularity shrinkage, MF
-rank and penalties, the meta-training iteration kept by early stopping, the number of inner steps
-used at test time for each K). Every meta-learned variant is evaluated the same way: α-steps on the
-decision layers and the student offset (``ADAPT``) from the meta-learned θ.
+et al., KDD 2019; :func:`course_lib.data.insteval.prepare_tasks`): every student with 13-100
+ratings is a task; 10 random ratings are the query set 𝒟ᵢ^q; the support set 𝒟ᵢˢ is either all
+remaining ratings (K = "all", MeLU's setting) or the first K of them (K = 1, 3, 5, 10; scored on
+the test students with at least 10 non-query ratings, so that every K is scored on the same
+students). The validation students choose every hyperparameter (popularity shrinkage, MF rank and
+penalties, the meta-training iteration kept by early stopping, the test-time inner steps per K).
 
-Methods: global mean, popularity (shrunk lecturer mean), biased MF with fold-in of the new student
-(ALS), and the MeLU-style model of :mod:`course_lib.models.preference` meta-trained with MAML, first-order
-MAML and Reptile. Metrics per test student on the query set: MAE (mean and 95 % CI over students),
+Methods (the registry :data:`METHODS`): global mean, popularity (shrunk lecturer mean), biased MF
+with fold-in of the new student (ALS), and the MeLU-style model of :mod:`course_lib.models.preference`
+meta-trained with MAML, first-order MAML and Reptile, every one evaluated with α-steps on
+``ADAPT`` from its θ. Per test student on the query set: MAE (mean and 95 % CI over students),
 RMSE (over all query ratings) and nDCG@3; paired per-student MAE differences against MF fold-in.
 
-Run ``python -m course_lib.experiments.recommendation --json FILE``; the notebook calls :func:`run`.
+Run ``python -m course_lib.experiments.recommendation --json FILE [--set iterations=300]``; the
+notebook calls :func:`run_keeping_models`, the CLI :func:`run`: the same numbers.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
-import pandas as pd
 import torch
 
-from course_lib.algorithms import MAML, Reptile
 from course_lib.baselines.matrix_factorization import MatrixFactorization
 from course_lib.baselines.popularity import GlobalMean, Popularity
-from course_lib.data.insteval import (StudentSplit, StudentTasks, load_insteval, make_tasks, split_students,
-                                      student_task_sampler, task_batch)
-from course_lib.device import get_device
+from course_lib.data.insteval import (CARDINALITY, ColdStartTasks, StudentTasks, predict_students, prepare_tasks,
+                                      query_ratings, task_batch)
+from course_lib.device import cpu_threads, get_device
+from course_lib.experiments import common
 from course_lib.metrics import mean_ci
-from course_lib.models.preference import ADAPT, MeLU
-from course_lib.tasks import TaskBatch
+from course_lib.models.preference import (META_VARIANTS, MeLUTraining, Validation, choose_steps, meta_train,
+                                          predictions, rating_scores)
 
-__all__ = ["RecConfig", "Data", "prepare_data", "fit_baselines", "baseline_predictions", "train_meta",
-           "meta_predictions", "choose_steps", "per_student_scores", "ndcg_at_k_rows", "run", "main",
-           "K_SWEEP", "META_VARIANTS"]
+__all__ = ["Config", "Fitted", "METHODS", "K_SHOTS", "run", "run_keeping_models", "fit_methods", "score",
+           "validation_batches", "main"]
 
-K_SWEEP: tuple[int, ...] = (1, 3, 5, 10)
-META_VARIANTS: tuple[str, ...] = ("MAML", "FOMAML", "Reptile")
-KValue = int | None  # None = the whole support pool ("all")
+K_SHOTS: tuple[int, ...] = (1, 3, 5, 10)
+REFERENCE = "MF fold-in"  # the paired MAE differences are against this method
+Predict = Callable[[StudentTasks, "int | None"], np.ndarray]  # (tasks, k_shot) -> [students, n_query]
 
 
 @dataclass(frozen=True)
-class RecConfig:
-    """Every setting of the chapter 06 experiment (the defaults are the ones the chapter reports)."""
+class Config(MeLUTraining):
+    """Every setting of the chapter 06 study (defaults: what the chapter reports).
+
+    The MeLU model and meta-training settings are inherited from :class:`MeLUTraining`. The MF
+    grid is the points (``mf_ranks[i]``, ``mf_regs[i]``, ``mf_reg_biases[i]``), chosen on validation.
+    """
 
     seed: int = 0
-    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    fractions: tuple[float, ...] = (0.7, 0.1, 0.2)
     n_query: int = 10
-    k_sweep: tuple[int, ...] = K_SWEEP
-    # MeLU-style model and meta-training
-    embed_dim: int = 8
-    hidden: int = 32
-    n_layers: int = 2
-    init_from_popularity: bool = True
-    meta_batch: int = 32
-    iterations: int = 1500
-    val_every: int = 250
-    beta: float = 3e-3
-    weight_decay: float = 0.0
-    alpha: float = 0.1
-    inner_steps: int = 1
-    train_k: str = "random"
-    reptile_alpha: float = 0.3
-    reptile_steps: int = 3
-    reptile_beta: float = 3e-3
-    reptile_outer: str = "adam"
-    reptile_adapt_all: bool = True
+    k_shots: tuple[int, ...] = K_SHOTS
     variants: tuple[str, ...] = META_VARIANTS
     test_steps: tuple[int, ...] = (0, 1, 2, 3, 5, 8)
-    # baselines: popularity shrinkage grid and MF (rank, reg, reg_bias) grid, chosen on validation
     shrinkages: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
-    mf_grid: tuple[tuple[int, float, float], ...] = field(default_factory=lambda: (
-        (0, 10.0, 3.0), (0, 10.0, 5.0), (0, 10.0, 10.0), (2, 10.0, 5.0), (2, 20.0, 5.0), (5, 10.0, 5.0),
-        (5, 20.0, 5.0), (10, 20.0, 5.0)))
+    mf_ranks: tuple[int, ...] = (0, 0, 0, 2, 2, 5, 5, 10)
+    mf_regs: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 20.0, 10.0, 20.0, 20.0)
+    mf_reg_biases: tuple[float, ...] = (3.0, 5.0, 10.0, 5.0, 5.0, 5.0, 5.0, 5.0)
 
     def __post_init__(self) -> None:
-        if any(k < 1 for k in self.k_sweep):
-            raise ValueError(f"every K in k_sweep must be >= 1, got {self.k_sweep}")
+        super().__post_init__()
+        if not self.k_shots or any(k_shot < 1 for k_shot in self.k_shots):
+            raise ValueError(f"every K in k_shots must be >= 1, got {self.k_shots}")
         unknown = set(self.variants) - set(META_VARIANTS)
         if unknown:
             raise ValueError(f"unknown meta-learning variants {sorted(unknown)}; choose from {META_VARIANTS}")
-        if self.iterations < 1 or self.meta_batch < 1 or self.val_every < 1:
-            raise ValueError("iterations, meta_batch and val_every must be >= 1")
         if not self.test_steps or min(self.test_steps) < 0:
             raise ValueError(f"test_steps must be non-empty, non-negative step counts, got {self.test_steps}")
+        if not self.shrinkages or not len(self.mf_ranks) == len(self.mf_regs) == len(self.mf_reg_biases) > 0:
+            raise ValueError("shrinkages must be non-empty, and mf_ranks, mf_regs, mf_reg_biases non-empty and of "
+                             f"equal length (one MF grid point each), got {len(self.mf_ranks)}, {len(self.mf_regs)}, "
+                             f"{len(self.mf_reg_biases)}")
+
+    def settings(self) -> list[int | None]:
+        """The K settings scored: the sweep, then None for "all"."""
+        return [*self.k_shots, None]
+
+    def methods(self) -> tuple[str, ...]:
+        """The registered methods this config runs, in table order."""
+        return ("global mean", "popularity", REFERENCE, *(f"MeLU-{v}" for v in self.variants))
+
+
+def _key(k_shot: int | None) -> str:
+    return "all" if k_shot is None else str(k_shot)
 
 
 @dataclass
-class Data:
-    """The ratings table, the split by student, the training ratings and the val/test tasks."""
+class Fitted:
+    """A method fitted on the training students: ``predict(tasks, k_shot) -> [students, n_query]``.
 
-    ratings: pd.DataFrame
-    split: StudentSplit
-    train: pd.DataFrame
-    val: StudentTasks
-    test: StudentTasks
-    k_max: int = 10
-
-    def tasks(self, which: str, k: KValue) -> StudentTasks:
-        """The val/test tasks scored at ``k``: students with >= max(K sweep) pool ratings, or all for None."""
-        if which not in ("val", "test"):
-            raise ValueError(f"which must be 'val' or 'test', got {which!r}")
-        tasks = self.val if which == "val" else self.test
-        return tasks if k is None else tasks.with_pool_at_least(self.k_max)
-
-
-def prepare_data(cfg: RecConfig = RecConfig()) -> Data:
-    """Load InstEval, split students, draw each val/test student's query set and support order."""
-    ratings = load_insteval()
-    split = split_students(ratings, cfg.fractions, seed=cfg.seed)
-    train = ratings[ratings["student"].isin(split.train)]
-    return Data(ratings, split, train, make_tasks(ratings, split.val, cfg.n_query, seed=cfg.seed + 1),
-                make_tasks(ratings, split.test, cfg.n_query, seed=cfg.seed + 2), k_max=max(cfg.k_sweep))
-
-
-# ------------------------------------------------------------------------------------ scoring
-
-def ndcg_at_k_rows(y_true: np.ndarray, y_score: np.ndarray, k: int = 3) -> np.ndarray:
-    """nDCG@k of every row (one student's query list each) ``[students, n] -> [students]``.
-
-    Same definition as :func:`course_lib.metrics.ndcg_at_k` (scikit-learn's, gain = rating, log2
-    discount, tied scores share their gain), vectorised for rows without tied scores.
+    ``kind``: "baseline" or "meta"; ``info``: what validation chose (JSON-able); ``model``: the fitted
+    model; ``also``: extra rows from the same fit (e.g. MeLU-MAML before adaptation).
     """
-    from course_lib.metrics import ndcg_at_k
 
-    y_true = np.asarray(y_true, float)
-    y_score = np.asarray(y_score, float)
-    if y_true.shape != y_score.shape or y_true.ndim != 2:
-        raise ValueError(f"y_true and y_score must both be [students, n], got {y_true.shape} and {y_score.shape}")
-    n = y_true.shape[1]
-    k = min(k, n)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    order = np.argsort(-y_score, axis=1, kind="stable")[:, :k]
-    dcg = (np.take_along_axis(y_true, order, 1) * discount).sum(1)
-    ideal = (-np.sort(-y_true, axis=1)[:, :k] * discount).sum(1)
-    out = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
-    srt = np.sort(y_score, axis=1)
-    tied = (np.diff(srt, axis=1) == 0).any(1)
-    for i in np.nonzero(tied)[0]:
-        out[i] = ndcg_at_k(y_true[i], y_score[i], k)
-    return out
+    predict: Predict
+    kind: str
+    model: object
+    info: dict = field(default_factory=dict)
+    also: dict[str, Predict] = field(default_factory=dict)
 
 
-def per_student_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-student MAE, mean squared error and nDCG@3 of ``[students, n_query]`` predictions (clipped to 1..5)."""
-    y_pred = np.clip(np.asarray(y_pred, float), 1.0, 5.0)
-    y_true = np.asarray(y_true, float)
-    if np.isnan(y_pred).any():
-        raise ValueError("predictions contain NaN")
-    err = y_pred - y_true
-    return {"mae": np.abs(err).mean(1), "mse": (err ** 2).mean(1), "ndcg3": ndcg_at_k_rows(y_true, y_pred, 3)}
-
-
-def _row(method: str, kind: str, k: KValue, scores: dict[str, np.ndarray]) -> dict:
-    m, lo, hi = mean_ci(scores["mae"])
-    return {"method": method, "kind": kind, "k": "all" if k is None else int(k), "mae": m, "mae_lo": lo,
-            "mae_hi": hi, "rmse": float(np.sqrt(scores["mse"].mean())), "ndcg3": float(scores["ndcg3"].mean()),
-            "n_students": int(len(scores["mae"]))}
+Method = Callable[[ColdStartTasks, Config, torch.device, bool], Fitted]
+METHODS: common.Registry[Method] = common.Registry("recommendation method")
 
 
 # ------------------------------------------------------------------------------------ baselines
 
-def baseline_predictions(model, ratings: pd.DataFrame, tasks: StudentTasks, k: KValue) -> np.ndarray:
-    """``[students, n_query]`` predictions of a fitted baseline from each student's K-shot support set."""
-    lect = ratings["lecturer"].to_numpy()
-    r = ratings["rating"].to_numpy()
-    return np.stack([model.predict_new(lect[s], r[s], lect[q]) for s, q in zip(tasks.support(k), tasks.query)])
-
-
-def _y_query(ratings: pd.DataFrame, tasks: StudentTasks) -> np.ndarray:
-    r = ratings["rating"].to_numpy()
-    return np.stack([r[q] for q in tasks.query])
-
-
-def _val_mae(model, data: Data, ks: Sequence[KValue]) -> float:
-    """Mean validation MAE over the K sweep and "all": the criterion for every choice on validation."""
+def _validation_mae(model, data: ColdStartTasks, cfg: Config) -> float:
+    """Mean validation MAE over the K sweep and "all": the criterion for every baseline choice."""
     total = 0.0
-    for k in ks:
-        tasks = data.tasks("val", k)
-        total += per_student_scores(_y_query(data.ratings, tasks),
-                                    baseline_predictions(model, data.ratings, tasks, k))["mae"].mean()
-    return total / len(ks)
+    for k_shot in cfg.settings():
+        tasks = data.tasks("validation", k_shot)
+        pred = predict_students(model, data.ratings, tasks, k_shot)
+        total += rating_scores(query_ratings(data.ratings, tasks), pred)["mae"].mean()
+    return total / len(cfg.settings())
 
 
-def fit_baselines(data: Data, cfg: RecConfig = RecConfig()) -> tuple[dict[str, object], dict[str, dict]]:
-    """Fit global mean, popularity and MF fold-in on the training students; tune on validation.
+def _baseline(model, data: ColdStartTasks, info: dict | None = None) -> Fitted:
+    return Fitted(partial(predict_students, model, data.ratings), "baseline", model, info or {})
 
-    Returns ``(models, chosen)`` where ``chosen`` records the selected hyperparameters and val MAE.
-    """
-    tr = data.train
-    args = (tr["student"].to_numpy(), tr["lecturer"].to_numpy(), tr["rating"].to_numpy())
-    n_lect = int(data.ratings["lecturer"].max()) + 1
-    ks: list[KValue] = [*cfg.k_sweep, None]
-    models: dict[str, object] = {"global mean": GlobalMean().fit(*args)}
-    best = min(((_val_mae(Popularity(lam).fit(*args, n_lecturers=n_lect), data, ks), lam)
-                for lam in cfg.shrinkages))
-    models["popularity"] = Popularity(best[1]).fit(*args, n_lecturers=n_lect)
-    chosen = {"popularity": {"shrinkage": best[1], "val_mae": float(best[0])}}
-    fits = []
-    for rank, reg, reg_bias in cfg.mf_grid:
-        mf = MatrixFactorization(rank, reg, reg_bias, seed=cfg.seed).fit(*args, n_lecturers=n_lect)
-        fits.append((_val_mae(mf, data, ks), (rank, reg, reg_bias), mf))
-    score, (rank, reg, reg_bias), mf = min(fits, key=lambda t: t[0])
-    models["MF fold-in"] = mf
-    chosen["MF fold-in"] = {"rank": rank, "reg": reg, "reg_bias": reg_bias, "val_mae": float(score)}
-    return models, chosen
+
+def _best(candidates: Sequence[tuple[dict, object]], data: ColdStartTasks, cfg: Config) -> Fitted:
+    """The fitted candidate (hyperparameters, model) with the lowest validation MAE (first on ties)."""
+    scores = [_validation_mae(model, data, cfg) for _, model in candidates]
+    best = int(np.argmin(scores))
+    hyper, model = candidates[best]
+    return _baseline(model, data, {**hyper, "validation_mae": float(scores[best])})
+
+
+@METHODS.register("global mean")
+def _global_mean(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
+    return _baseline(GlobalMean().fit(*data.train_triplets()), data)
+
+
+@METHODS.register("popularity")
+def _popularity(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
+    n_lecturers = CARDINALITY["lecturer"]
+    return _best([({"shrinkage": lam}, Popularity(lam).fit(*data.train_triplets(), n_lecturers=n_lecturers))
+                  for lam in cfg.shrinkages], data, cfg)
+
+
+@METHODS.register(REFERENCE)
+def _mf_fold_in(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
+    grid = zip(cfg.mf_ranks, cfg.mf_regs, cfg.mf_reg_biases)
+    return _best([({"rank": rank, "reg": reg, "reg_bias": reg_bias},
+                   MatrixFactorization(rank, reg, reg_bias, seed=cfg.seed).fit(
+                       *data.train_triplets(), n_lecturers=CARDINALITY["lecturer"]))
+                  for rank, reg, reg_bias in grid], data, cfg)
 
 
 # ------------------------------------------------------------------------------------ meta-learning
 
-def _make_model(data: Data, cfg: RecConfig, device: torch.device) -> MeLU:
-    pop = Popularity(5.0).fit(data.train["student"].to_numpy(), data.train["lecturer"].to_numpy(),
-                              data.train["rating"].to_numpy(), n_lecturers=int(data.ratings["lecturer"].max()) + 1)
-    return MeLU(cfg.embed_dim, cfg.hidden, cfg.n_layers, mu=pop.mu,
-                lecturer_offsets=pop.item_bias if cfg.init_from_popularity else None).to(device)
+def validation_batches(data: ColdStartTasks, cfg: Config, device: torch.device) -> Validation:
+    """The validation tasks of every K setting as padded batches with their true query ratings."""
+    out = {}
+    for k_shot in cfg.settings():
+        tasks = data.tasks("validation", k_shot)
+        out[_key(k_shot)] = (task_batch(data.ratings, tasks, k_shot, device=device),
+                             query_ratings(data.ratings, tasks))
+    return out
 
 
-def _val_criterion(learner: MAML, batches: list[tuple[TaskBatch, np.ndarray]], steps: Sequence[int]) -> float:
-    """Mean over the K settings of the best validation MAE over a few inner-step counts."""
-    return float(np.mean([min(per_student_scores(y, meta_predictions(learner, b, s))["mae"].mean() for s in steps)
-                          for b, y in batches]))
+def _melu(variant: str, data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
+    """Meta-train MeLU with ``variant``, then choose the test-time inner steps per K on validation."""
+    validation = validation_batches(data, cfg, device)
+    learner, history = meta_train(variant, data.ratings, data.split.train, validation, cfg, n_query=cfg.n_query,
+                                  seed=cfg.seed, device=device, progress=progress)
+    steps, grid = choose_steps(learner, validation, cfg.test_steps)
+
+    def predict(tasks: StudentTasks, k_shot: int | None, steps_for: dict[str, int] = steps) -> np.ndarray:
+        return predictions(learner, task_batch(data.ratings, tasks, k_shot, device=device), steps_for[_key(k_shot)])
+
+    also = {}
+    if variant == "MAML":  # θ itself: what meta-learning gives a new student before any adaptation
+        also["MeLU-MAML, not adapted"] = partial(predict, steps_for=dict.fromkeys(steps, 0))
+    info = {"history": history, "steps": steps, "validation_mae_by_steps": grid}
+    return Fitted(predict, "meta", learner, info, also)
 
 
-def train_meta(variant: str, data: Data, cfg: RecConfig = RecConfig(), device: torch.device | None = None,
-               progress: bool = True) -> tuple[MAML, dict]:
-    """Meta-train the MeLU-style model on the training students with ``variant`` (MAML | FOMAML | Reptile).
-
-    MAML and FOMAML adapt only the decision layers and the student offset (``adapt=ADAPT``); the
-    embeddings and lecturer offsets get the outer gradient. Reptile has no outer gradient of its own:
-    θ moves towards the adapted φ, so every parameter must adapt in its inner loop for the embeddings
-    to learn (``adapt=None``; ``cfg.reptile_adapt_all=False`` meta-learns only ``ADAPT`` with Reptile).
-    Every ``cfg.val_every`` iterations the validation MAE is measured and the best θ is kept (early
-    stopping: the lecturer embeddings start to memorise the training students' ratings).
-    Returns a :class:`MAML` wrapper sharing the trained model (adapting ``ADAPT`` with step α, used for
-    evaluation of every variant) and the history (training loss, validation MAE, best iteration).
-    """
-    from tqdm.auto import tqdm
-
-    if variant not in META_VARIANTS:
-        raise ValueError(f"variant must be one of {META_VARIANTS}, got {variant!r}")
-    device = device or get_device()
-    torch.manual_seed(cfg.seed)
-    model = _make_model(data, cfg, device)
-    sample = student_task_sampler(data.ratings, data.split.train, cfg.meta_batch, cfg.n_query,
-                                  k_shot=cfg.train_k if variant != "Reptile" else "all", device=device)
-    if variant == "Reptile":
-        algo = Reptile(model, "mse", alpha=cfg.reptile_alpha, steps=cfg.reptile_steps, beta=cfg.reptile_beta,
-                       adapt=None if cfg.reptile_adapt_all else ADAPT)
-        opt = (torch.optim.AdamW(algo.parameters(), lr=cfg.reptile_beta, weight_decay=cfg.weight_decay)
-               if cfg.reptile_outer == "adam" else torch.optim.SGD(algo.parameters(), lr=cfg.reptile_beta))
-    else:
-        algo = MAML(model, "mse", alpha=cfg.alpha, steps=cfg.inner_steps, first_order=variant == "FOMAML",
-                    adapt=ADAPT)
-        opt = torch.optim.AdamW(algo.parameters(), lr=cfg.beta, weight_decay=cfg.weight_decay)
-    # every variant is evaluated the same way: α-steps on ADAPT (decision layers + student offset)
-    learner = MAML(model, "mse", alpha=cfg.alpha, steps=cfg.inner_steps, adapt=ADAPT)
-    val = [(task_batch(data.ratings, data.tasks("val", k), k, device=device),
-            _y_query(data.ratings, data.tasks("val", k))) for k in [*cfg.k_sweep, None]]
-    check_steps = sorted({0, cfg.inner_steps, 3 * cfg.inner_steps})
-    history: dict[str, list] = {"iteration": [], "loss": [], "val_mae": []}
-    snapshot = lambda: {k: v.detach().clone() for k, v in model.state_dict().items()}  # noqa: E731
-    best = (_val_criterion(learner, val, check_steps), snapshot(), 0)
-    bar = tqdm(total=cfg.iterations, desc=f"MeLU-{variant}", disable=not progress, mininterval=0.5)
-    done = 0
-    while done < cfg.iterations:
-        n = min(cfg.val_every, cfg.iterations - done)
-        h = algo.fit(sample, n, seed=cfg.seed + done, progress=False, optimizer=opt, log_every=n)
-        done += n
-        score = _val_criterion(learner, val, check_steps)
-        history["iteration"].append(done)
-        history["loss"].append(h["loss"][-1])
-        history["val_mae"].append(score)
-        if score < best[0]:
-            best = (score, snapshot(), done)
-        bar.update(n)
-        bar.set_postfix(loss=f"{h['loss'][-1]:.3f}", val_mae=f"{score:.4f}", refresh=False)
-    bar.close()
-    model.load_state_dict(best[1])
-    history["best_iteration"] = best[2]
-    history["best_val_mae"] = best[0]
-    return learner, history
-
-
-def meta_predictions(learner: MAML, batch: TaskBatch, steps: int) -> np.ndarray:
-    """``[students, n_query]`` predictions after ``steps`` inner steps on each student's support set."""
-    if steps == 0:
-        theta = {k: v.detach() for k, v in learner.theta.items()}
-        with torch.no_grad():
-            pred = torch.func.functional_call(learner.model, theta, (batch.x_query,))
-    else:
-        pred = learner.predict_batch(learner.adapt_batch(batch, steps=steps), batch.x_query)
-    return pred.detach().cpu().numpy()
-
-
-def choose_steps(learner: MAML, data: Data, cfg: RecConfig = RecConfig(),
-                 device: torch.device | None = None) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
-    """For each K (and "all"), the number of test-time inner steps with the lowest validation MAE.
-
-    Returns ``(steps, grid)``: the chosen steps per K and the validation MAE for every candidate.
-
-    Gradient steps on the mean support loss move the student offset by a fixed fraction of the mean
-    residual per step, whatever K is; a Bayesian would trust 1 rating less than 10. Choosing the
-    number of steps per K on validation students restores that (more data, more steps).
-    """
-    device = device or get_device()
-    steps, grid = {}, {}
-    for k in [*cfg.k_sweep, None]:
-        tasks = data.tasks("val", k)
-        batch = task_batch(data.ratings, tasks, k, device=device)
-        y = _y_query(data.ratings, tasks)
-        maes = [float(per_student_scores(y, meta_predictions(learner, batch, s))["mae"].mean())
-                for s in cfg.test_steps]
-        key = "all" if k is None else str(k)
-        steps[key] = int(cfg.test_steps[int(np.argmin(maes))])
-        grid[key] = dict(zip(cfg.test_steps, maes))
-    return steps, grid
+for _variant in META_VARIANTS:
+    METHODS.register(f"MeLU-{_variant}")(partial(_melu, _variant))
 
 
 # ------------------------------------------------------------------------------------ the study
 
-def run(cfg: RecConfig | None = None, device: torch.device | str | None = None, progress: bool = True,
-        keep_models: bool = False) -> dict:
-    """The whole chapter 06 study; returns the JSON-ready table (and the fitted models if ``keep_models``).
+def fit_methods(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool = True,
+                timings: dict | None = None) -> dict[str, Fitted]:
+    """Fit every method of ``cfg`` on the training students (``timings`` collects seconds per method)."""
+    fitted = {}
+    for name in METHODS.check(cfg.methods()):
+        with common.stopwatch() as elapsed:
+            fitted[name] = METHODS[name](data, cfg, device, progress)
+        if timings is not None:
+            timings[name] = elapsed()
+    return fitted
 
-    Keys: ``wall_s``, ``rows`` (one per method and K), ``paired`` (per-student MAE difference of
-    every method minus MF fold-in, with 95 % CI), ``baselines`` (chosen hyperparameters),
-    ``steps`` (test-time inner steps per variant and K) with ``val_mae_by_steps``, ``history``
-    (meta-training loss), ``config``. On a CPU the work runs single-threaded (restored afterwards):
-    the tensors are tiny, and intra-op threads only add synchronisation, which on a busy machine
-    can make each step many times slower.
+
+def _row(method: str, kind: str, k_shot: int | None, scores: dict[str, np.ndarray]) -> dict:
+    m, lo, hi = mean_ci(scores["mae"])
+    return {"method": method, "kind": kind, "k_shot": "all" if k_shot is None else int(k_shot), "mae": m,
+            "mae_lo": lo, "mae_hi": hi, "rmse": float(np.sqrt(scores["mse"].mean())),
+            "ndcg3": float(scores["ndcg3"].mean()), "n_students": int(len(scores["mae"]))}
+
+
+def score(data: ColdStartTasks, fitted: dict[str, Fitted], cfg: Config) -> tuple[list[dict], list[dict]]:
+    """Score every fitted method on the test students for every K: ``(rows, paired)``.
+
+    ``paired``: per-student MAE difference of each method minus MF fold-in, mean and 95 % CI.
     """
-    device = torch.device(device) if device is not None else get_device()
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        return _run(cfg or RecConfig(), device, progress, keep_models)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(cfg: RecConfig, device: torch.device, progress: bool, keep_models: bool) -> dict:
-    start = time.perf_counter()
-    data = prepare_data(cfg)
-    baselines, chosen = fit_baselines(data, cfg)
-    learners, histories, steps, grids = {}, {}, {}, {}
-    for variant in cfg.variants:
-        learners[variant], histories[variant] = train_meta(variant, data, cfg, device, progress)
-        steps[variant], grids[variant] = choose_steps(learners[variant], data, cfg, device)
     rows, paired = [], []
-    for k in [*cfg.k_sweep, None]:
-        tasks = data.tasks("test", k)
-        y = _y_query(data.ratings, tasks)
-        scores = {name: per_student_scores(y, baseline_predictions(m, data.ratings, tasks, k))
-                  for name, m in baselines.items()}
-        batch = task_batch(data.ratings, tasks, k, device=device)
-        for variant, learner in learners.items():
-            s = steps[variant]["all" if k is None else str(k)]
-            scores[f"MeLU-{variant}"] = per_student_scores(y, meta_predictions(learner, batch, s))
-        if "MAML" in learners:
-            scores["MeLU-MAML, not adapted"] = per_student_scores(y, meta_predictions(learners["MAML"], batch, 0))
-        for name, sc in scores.items():
-            rows.append(_row(name, "baseline" if name in baselines else "meta", k, sc))
-            if name != "MF fold-in":
-                d, lo, hi = mean_ci(sc["mae"] - scores["MF fold-in"]["mae"])
-                paired.append({"method": name, "versus": "MF fold-in", "k": "all" if k is None else int(k),
+    for k_shot in cfg.settings():
+        tasks = data.tasks("test", k_shot)
+        y = query_ratings(data.ratings, tasks)
+        predictors = [(name, f.kind, f.predict) for name, f in fitted.items()]
+        predictors += [(name, f.kind, p) for f in fitted.values() for name, p in f.also.items()]
+        scores = {name: (kind, rating_scores(y, predict(tasks, k_shot))) for name, kind, predict in predictors}
+        for name, (kind, sc) in scores.items():
+            rows.append(_row(name, kind, k_shot, sc))
+            if name != REFERENCE and REFERENCE in scores:
+                d, lo, hi = mean_ci(sc["mae"] - scores[REFERENCE][1]["mae"])
+                paired.append({"method": name, "versus": REFERENCE, "k_shot": rows[-1]["k_shot"],
                                "mae_diff": d, "lo": lo, "hi": hi})
-    out = {"wall_s": time.perf_counter() - start, "rows": rows, "paired": paired, "baselines": chosen,
-           "steps": steps, "val_mae_by_steps": grids, "history": histories, "config": asdict(cfg),
-           "device": str(device)}
-    if keep_models:
-        out["models"] = {"data": data, "baselines": baselines, "learners": learners}
-    return out
+    return rows, paired
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Command line: ``python -m course_lib.experiments.recommendation --json FILE``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write the result table to this file")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--iterations", type=int, default=RecConfig.iterations)
-    parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: best available)")
-    parser.add_argument("--variants", nargs="+", default=list(META_VARIANTS), choices=META_VARIANTS)
-    parser.add_argument("--quick-baselines", action="store_true",
-                        help="a one-point hyperparameter grid for the baselines (smoke tests only)")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    cfg = RecConfig(seed=args.seed, iterations=args.iterations, variants=tuple(args.variants))
-    if args.quick_baselines:
-        cfg = replace(cfg, shrinkages=(2.0,), mf_grid=((0, 10.0, 5.0),), test_steps=(0, 1))
-    out = run(cfg, device=args.device and get_device(args.device), progress=not args.no_progress)
-    table = pd.DataFrame(out["rows"])
-    with pd.option_context("display.width", 140, "display.max_rows", 100):
-        print(table.round(4).to_string(index=False))
-    print(f"wall time {out['wall_s']:.1f} s (MAE: mean absolute error on the 10 query ratings per student)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    return out
+def run_keeping_models(config: Config | None = None, *, progress: bool = True, device: torch.device | str | None = None
+                       ) -> tuple[common.Result, ColdStartTasks, dict[str, Fitted]]:
+    """:func:`run`, also returning the prepared tasks and the fitted methods (for the notebook's figures).
+
+    On a CPU the work runs single-threaded (restored afterwards): the tensors are tiny, and
+    intra-op threads only add synchronisation, which on a busy machine makes each step slower.
+    """
+    cfg = config or Config()
+    device = torch.device(device) if isinstance(device, torch.device) else get_device(device)
+    timings: dict[str, float] = {}
+    with common.stopwatch() as elapsed, cpu_threads(1 if device.type == "cpu" else None):
+        data = prepare_tasks(cfg.fractions, cfg.n_query, max(cfg.k_shots), seed=cfg.seed)
+        fitted = fit_methods(data, cfg, device, progress, timings)
+        rows, paired = score(data, fitted, cfg)
+        wall_s = elapsed()
+    meta = {name.removeprefix("MeLU-"): f.info for name, f in fitted.items() if f.kind == "meta"}
+    details = {"paired": paired, "device": str(device), "timings": timings,
+               "baselines": {name: f.info for name, f in fitted.items() if f.kind == "baseline" and f.info},
+               **{part: {v: info[part] for v, info in meta.items()}
+                  for part in ("history", "steps", "validation_mae_by_steps")}}
+    return common.Result("recommendation", rows, asdict(cfg), wall_s, details), data, fitted
+
+
+def run(config: Config | None = None, *, progress: bool = True, device: torch.device | str | None = None
+        ) -> common.Result:
+    """The whole chapter 06 study: ``rows`` (one per method and K) and ``details`` (paired
+    differences, chosen hyperparameters, test-time steps, meta-training histories, timings)."""
+    return run_keeping_models(config, progress=progress, device=device)[0]
+
+
+def _show(result: common.Result) -> str:
+    mae = result.table(index="method", columns="k_shot", values="mae")
+    return (f"MAE on the {result.config['n_query']} query ratings per test student (columns: K)\n"
+            f"{mae.round(4).to_string()}\n\n{result.table().round(4).to_string(index=False)}")
+
+
+def main(argv: Sequence[str] | None = None) -> common.Result:
+    """Command line: ``python -m course_lib.experiments.recommendation --json FILE [--set name=value]``."""
+    return common.cli(run, Config, argv, description=__doc__.splitlines()[0], show=_show)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,36 @@ student, part of θ), and the decision layers d together with the student offset
 (``adapt=ADAPT`` in :class:`course_lib.algorithms.MAML`). A new student therefore starts from the
 meta-learned decision layers (what works for the average student) and moves them with a few
 gradient steps on their K ratings.
+
+The meta-training recipe (section 4) is here too: :class:`MeLUTraining` holds its settings,
+:func:`meta_train` runs MAML, first-order MAML or Reptile with early stopping on validation
+students, :func:`choose_steps` picks the test-time inner steps per K, and :func:`predictions`
+adapts and predicts a batch of new students.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from course_lib.data.insteval import CARDINALITY, FEATURES
+from course_lib.algorithms import MAML, Reptile
+from course_lib.baselines.popularity import Popularity
+from course_lib.data.insteval import CARDINALITY, FEATURES, student_task_sampler
+from course_lib.metrics import ndcg_at_k_rows
+from course_lib.tasks import TaskBatch
 
-__all__ = ["MeLU", "ADAPT", "lecturer_catalogue", "top_k"]
+__all__ = ["MeLU", "ADAPT", "lecturer_catalogue", "top_k", "META_VARIANTS", "MeLUTraining", "make_melu",
+           "meta_train", "predictions", "choose_steps", "rating_scores", "Validation"]
+
+#: The meta-learners the chapter compares on the same model.
+META_VARIANTS: tuple[str, ...] = ("MAML", "FOMAML", "Reptile")
+#: Validation tasks per K setting ("1", ..., "all"): a padded batch and its true query ratings ``[students, n_query]``.
+Validation = Mapping[str, tuple[TaskBatch, np.ndarray]]
 
 #: Parameter-name prefixes adapted per student: the decision layers and the student offset.
 ADAPT: list[str] = ["decision.", "student_bias"]
@@ -108,3 +126,167 @@ def top_k(scores: Tensor, k: int = 5, exclude: Tensor | np.ndarray | list[int] |
     if not 1 <= k <= n_left:
         raise ValueError(f"k must be between 1 and the {n_left} items left to recommend, got {k}")
     return torch.topk(s, k).indices
+
+
+
+# ------------------------------------------------------------------------------------ meta-training
+
+def rating_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-student MAE, squared error and nDCG@3 of ``[students, n_query]`` predictions clipped to 1..5.
+
+    Returns ``{"mae", "mse", "ndcg3"}``, each ``[students]``. Derived in chapter 06, section 2.
+    """
+    y_pred = np.clip(np.asarray(y_pred, float), 1.0, 5.0)
+    y_true = np.asarray(y_true, float)
+    if np.isnan(y_pred).any():
+        raise ValueError("predictions contain NaN")
+    err = y_pred - y_true
+    return {"mae": np.abs(err).mean(1), "mse": (err ** 2).mean(1), "ndcg3": ndcg_at_k_rows(y_true, y_pred, 3)}
+
+
+@dataclass(frozen=True)
+class MeLUTraining:
+    """Settings of the MeLU-style model and its meta-training (the chapter's defaults).
+
+    ``alpha``/``steps``: inner step size and steps of MAML and FOMAML (and of every variant's
+    evaluation); ``beta``: outer Adam step; ``train_k_shot``: the support size of meta-training
+    tasks ("random": K drawn per student, so one θ serves every K); ``reptile_*``: Reptile's own
+    inner loop and outer step; ``validate_every``: iterations between early-stopping checks.
+    """
+
+    embed_dim: int = 8
+    hidden: int = 32
+    n_layers: int = 2
+    init_from_popularity: bool = True
+    meta_batch: int = 32
+    iterations: int = 1500
+    validate_every: int = 250
+    beta: float = 3e-3
+    weight_decay: float = 0.0
+    alpha: float = 0.1
+    steps: int = 1
+    train_k_shot: str = "random"
+    reptile_alpha: float = 0.3
+    reptile_steps: int = 3
+    reptile_beta: float = 3e-3
+    reptile_outer: str = "adam"
+    reptile_adapt_all: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.meta_batch < 1 or self.validate_every < 1:
+            raise ValueError("iterations, meta_batch and validate_every must be >= 1")
+        if self.steps < 1 or self.reptile_steps < 1:
+            raise ValueError(f"steps and reptile_steps must be >= 1, got {self.steps} and {self.reptile_steps}")
+        if self.reptile_outer not in ("adam", "sgd"):
+            raise ValueError(f"reptile_outer must be 'adam' or 'sgd', got {self.reptile_outer!r}")
+
+
+def make_melu(train: pd.DataFrame, recipe: MeLUTraining = MeLUTraining(),
+              device: torch.device | str = "cpu") -> MeLU:
+    """A fresh MeLU whose μ (and, with ``init_from_popularity``, bⱼ) start from the shrunk lecturer means.
+
+    ``train``: the training students' ratings (``load_insteval`` columns). Derived in chapter 06, section 3.
+    """
+    pop = Popularity(5.0).fit(train["student"].to_numpy(), train["lecturer"].to_numpy(), train["rating"].to_numpy(),
+                              n_lecturers=CARDINALITY["lecturer"])
+    return MeLU(recipe.embed_dim, recipe.hidden, recipe.n_layers, mu=pop.mu,
+                lecturer_offsets=pop.item_bias if recipe.init_from_popularity else None).to(device)
+
+
+def predictions(learner: MAML, batch: TaskBatch, steps: int) -> np.ndarray:
+    """``[students, n_query]`` predictions after ``steps`` inner steps on each student's support set (0: θ)."""
+    if steps == 0:
+        theta = {name: v.detach() for name, v in learner.theta.items()}
+        with torch.no_grad():
+            pred = torch.func.functional_call(learner.model, theta, (batch.x_query,))
+    else:
+        pred = learner.predict_batch(learner.adapt_batch(batch, steps=steps), batch.x_query)
+    return pred.detach().cpu().numpy()
+
+
+def _validation_mae(learner: MAML, validation: Validation, steps: Sequence[int]) -> float:
+    """Mean over the K settings of the best validation MAE over a few inner-step counts."""
+    return float(np.mean([min(rating_scores(y, predictions(learner, b, s))["mae"].mean() for s in steps)
+                          for b, y in validation.values()]))
+
+
+def _outer_loop(variant: str, model: MeLU, recipe: MeLUTraining
+                ) -> tuple[MAML | Reptile, torch.optim.Optimizer]:
+    """The meta-learner that trains ``model`` with ``variant`` and its outer optimiser.
+
+    MAML and FOMAML adapt only ``ADAPT``; the embeddings and lecturer offsets get the outer
+    gradient. Reptile has no outer gradient of its own (θ moves towards the adapted φ), so every
+    parameter adapts in its inner loop unless ``reptile_adapt_all`` is False.
+    """
+    if variant == "Reptile":
+        algo = Reptile(model, "mse", alpha=recipe.reptile_alpha, steps=recipe.reptile_steps,
+                       beta=recipe.reptile_beta, adapt=None if recipe.reptile_adapt_all else ADAPT)
+        if recipe.reptile_outer == "adam":
+            return algo, torch.optim.AdamW(algo.parameters(), lr=recipe.reptile_beta, weight_decay=recipe.weight_decay)
+        return algo, torch.optim.SGD(algo.parameters(), lr=recipe.reptile_beta)
+    algo = MAML(model, "mse", alpha=recipe.alpha, steps=recipe.steps, first_order=variant == "FOMAML", adapt=ADAPT)
+    return algo, torch.optim.AdamW(algo.parameters(), lr=recipe.beta, weight_decay=recipe.weight_decay)
+
+
+def meta_train(variant: str, ratings: pd.DataFrame, students: np.ndarray, validation: Validation,
+               recipe: MeLUTraining = MeLUTraining(), *, n_query: int = 10, seed: int = 0,
+               device: torch.device | str = "cpu", progress: bool = True) -> tuple[MAML, dict]:
+    """Meta-train a MeLU on the training ``students`` with ``variant`` (MAML | FOMAML | Reptile).
+
+    Every ``validate_every`` iterations the MAE on ``validation`` is measured and the best θ is kept
+    (early stopping: the lecturer embeddings start to memorise the training students' ratings).
+    Returns a :class:`MAML` learner on the trained model (α-steps on ``ADAPT``, how every variant
+    is evaluated) and the history (training loss, validation MAE, best iteration).
+    Derived in chapter 06, section 4.
+    """
+    from tqdm.auto import tqdm
+
+    if variant not in META_VARIANTS:
+        raise ValueError(f"variant must be one of {META_VARIANTS}, got {variant!r}")
+    torch.manual_seed(seed)
+    model = make_melu(ratings[ratings["student"].isin(students)], recipe, device)
+    sample = student_task_sampler(ratings, students, recipe.meta_batch, n_query, device=device,
+                                  k_shot=recipe.train_k_shot if variant != "Reptile" else "all")
+    algo, opt = _outer_loop(variant, model, recipe)
+    learner = MAML(model, "mse", alpha=recipe.alpha, steps=recipe.steps, adapt=ADAPT)
+    check_steps = sorted({0, recipe.steps, 3 * recipe.steps})
+    history: dict[str, list] = {"iteration": [], "loss": [], "validation_mae": []}
+    snapshot = lambda: {name: v.detach().clone() for name, v in model.state_dict().items()}  # noqa: E731
+    best = (_validation_mae(learner, validation, check_steps), snapshot(), 0)
+    bar = tqdm(total=recipe.iterations, desc=f"MeLU-{variant}", disable=not progress, mininterval=0.5)
+    done = 0
+    while done < recipe.iterations:
+        n = min(recipe.validate_every, recipe.iterations - done)
+        loss = algo.fit(sample, n, seed=seed + done, progress=False, optimizer=opt, log_every=n)["loss"][-1]
+        done += n
+        score = _validation_mae(learner, validation, check_steps)
+        history["iteration"].append(done)
+        history["loss"].append(loss)
+        history["validation_mae"].append(score)
+        if score < best[0]:
+            best = (score, snapshot(), done)
+        bar.update(n)
+        bar.set_postfix(loss=f"{loss:.3f}", validation_mae=f"{score:.4f}", refresh=False)
+    bar.close()
+    model.load_state_dict(best[1])
+    history["best_iteration"], history["best_validation_mae"] = best[2], best[0]
+    return learner, history
+
+
+def choose_steps(learner: MAML, validation: Validation,
+                 candidates: Sequence[int] = (0, 1, 2, 3, 5, 8)) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
+    """For each K setting of ``validation``, the test-time inner steps with the lowest validation MAE.
+
+    Returns ``(steps, grid)``: the chosen steps per K and the validation MAE of every candidate.
+    Gradient steps on the mean support loss move the student offset by a fixed fraction of the
+    mean residual per step, whatever K is; a Bayesian would trust 1 rating less than 10. Choosing
+    the steps per K on validation students restores that (more data, more steps). Chapter 06, section 5.
+    """
+    if not candidates or min(candidates) < 0:
+        raise ValueError(f"candidates must be non-empty, non-negative step counts, got {candidates}")
+    steps, grid = {}, {}
+    for key, (batch, y) in validation.items():
+        maes = [float(rating_scores(y, predictions(learner, batch, s))["mae"].mean()) for s in candidates]
+        steps[key] = int(candidates[int(np.argmin(maes))])
+        grid[key] = dict(zip(candidates, maes))
+    return steps, grid

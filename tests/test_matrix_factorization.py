@@ -1,4 +1,4 @@
-"""Recommendation baselines: global mean, shrunk popularity, biased MF by ALS with fold-in (chapter 06)."""
+"""Biased matrix factorisation by ALS with fold-in of a new student (chapter 06, section 2)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course_lib.baselines.matrix_factorization import MatrixFactorization
-from course_lib.baselines.popularity import GlobalMean, Popularity
+
 
 
 def planted(n_users=300, n_items=60, rank=3, noise=0.0, density=0.5, seed=0):
@@ -17,24 +17,6 @@ def planted(n_users=300, n_items=60, rank=3, noise=0.0, density=0.5, seed=0):
     u, i = np.nonzero(rng.random((n_users, n_items)) < density)
     r = 3.0 + bu[u] + bi[i] + (P[u] * Q[i]).sum(1) + noise * rng.normal(size=len(u))
     return u, i, r, (P, Q, bu, bi)
-
-
-def test_global_mean_ignores_support():
-    m = GlobalMean().fit([0, 0, 1], [0, 1, 1], [1.0, 2.0, 6.0])
-    assert m.mu == 3.0
-    assert np.all(m.predict_new([1], [5.0], [0, 1, 0]) == 3.0)
-
-
-def test_popularity_shrinkage_by_hand():
-    # lecturer 0: ratings 5, 5 ; lecturer 1: rating 1 ; μ = 11/3
-    m = Popularity(shrinkage=1.0).fit([0, 1, 2], [0, 0, 1], [5.0, 5.0, 1.0], n_lecturers=3)
-    mu = 11 / 3
-    assert np.isclose(m.mu, mu)
-    assert np.isclose(m.predict([0])[0], mu + 2 * (5 - mu) / (2 + 1))
-    assert np.isclose(m.predict([1])[0], mu + (1 - mu) / (1 + 1))
-    assert np.isclose(m.predict([2])[0], mu)  # never rated: the global mean
-    raw = Popularity(shrinkage=0.0).fit([0, 1, 2], [0, 0, 1], [5.0, 5.0, 1.0])
-    assert np.allclose(raw.predict([0, 1]), [5.0, 1.0])
 
 
 def test_als_fits_a_planted_low_rank_matrix():
@@ -88,29 +70,6 @@ def test_more_support_means_less_shrinkage():
     assert all(a < b for a, b in zip(offsets, offsets[1:])) and offsets[-1] < 1.0
 
 
-@pytest.mark.parametrize("make", [GlobalMean, Popularity, MatrixFactorization])
-def test_bad_input(make):
-    m = make()
-    with pytest.raises(ValueError, match="equal length"):
-        m.fit([0, 1], [0], [3.0, 4.0])
-    with pytest.raises(ValueError, match="NaN"):
-        m.fit([0, 1], [0, 1], [3.0, np.nan])
-    with pytest.raises(ValueError, match="no ratings"):
-        m.fit([], [], [])
-    with pytest.raises(ValueError, match=">= 0"):
-        m.fit([0, -1], [0, 1], [3.0, 4.0])
-    m.fit([0, 1, 1], [0, 1, 2], [3.0, 4.0, 5.0])
-    with pytest.raises(ValueError, match="non-empty"):
-        m.predict_new([0], [3.0], [])
-    with pytest.raises(ValueError, match="NaN"):
-        m.predict_new([0], [np.nan], [1])
-
-
-def test_out_of_range_lecturer_and_bad_hyperparameters():
-    m = Popularity().fit([0, 1], [0, 1], [3.0, 4.0], n_lecturers=2)
-    with pytest.raises(ValueError, match=r"0\.\.1"):
-        m.predict_new([0], [3.0], [5])
-    with pytest.raises(ValueError, match="shrinkage"):
-        Popularity(shrinkage=-1)
+def test_bad_hyperparameters():
     with pytest.raises(ValueError, match="reg > 0"):
         MatrixFactorization(reg=0)
