@@ -20,20 +20,33 @@ Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def _mse(pred: Tensor, target: Tensor) -> Tensor:
+__all__ = ["Params", "LossFn", "LOSSES", "mse", "cross_entropy", "bce", "get_loss", "masked_mean",
+           "task_loss", "split_params", "batch_args", "check_support", "maybe_compile", "adam", "fit_loop"]
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-example squared error: pred, target ``[n, *targets]`` -> ``[n]`` (mean over targets).
+
+    The sinusoid regression loss of chapter 03, section 1.
+    """
     return (pred - target).pow(2).reshape(pred.shape[0], -1).mean(1)
 
 
-def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-example cross-entropy: logits ``[n, n_way]``, integer labels ``[n]`` -> ``[n]`` (chapter 02)."""
     return F.cross_entropy(logits, target.long(), reduction="none")
 
 
-def _bce(logits: Tensor, target: Tensor) -> Tensor:
+def bce(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-example binary cross-entropy on logits: ``[n]`` (or ``[n, 1]``), 0/1 targets ``[n]`` -> ``[n]``.
+
+    The log-loss of a right/wrong answer, chapter 01, section 2.
+    """
     logits = logits.reshape(target.shape)
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {"mse": _mse, "cross_entropy": _cross_entropy, "bce": _bce}
+LOSSES: dict[str, LossFn] = {"mse": mse, "cross_entropy": cross_entropy, "bce": bce}
 
 
 def get_loss(loss: str | LossFn) -> LossFn:
@@ -70,10 +83,10 @@ def split_params(theta: Params, adapt: list[str] | None) -> tuple[Params, Params
     """
     if adapt is None:
         return dict(theta), {}
-    fast = {k: v for k, v in theta.items() if any(k.startswith(p) for p in adapt)}
+    fast = {name: v for name, v in theta.items() if any(name.startswith(p) for p in adapt)}
     if not fast:
         raise ValueError(f"adapt={adapt} matches no parameter; the model has {sorted(theta)}")
-    return fast, {k: v for k, v in theta.items() if k not in fast}
+    return fast, {name: v for name, v in theta.items() if name not in fast}
 
 
 def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
@@ -134,26 +147,34 @@ def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
 
 
 def fit_loop(step: Callable[[TaskBatch], Tensor], sample: Callable[[torch.Generator], TaskBatch],
-             iterations: int, seed: int, progress: bool, desc: str, log_every: int = 100) -> dict:
-    """Run ``iterations`` meta-updates, each on ``sample(generator)``; return the loss history.
+             iterations: int, seed: int, progress: bool, desc: str, log_every: int = 100,
+             metrics: tuple[str, ...] = ("loss",)) -> dict[str, list]:
+    """Run ``iterations`` meta-updates, each ``step(sample(generator))``; return the metric history.
 
-    The loss is read back from the device only every ``log_every`` iterations (a sync per step
-    would dominate on a GPU); the history holds the mean over each window.
+    ``step`` performs one update and returns what it monitors: a scalar (the loss) or, with
+    several ``metrics`` (e.g. ``("loss", "accuracy")``), a tensor ``[len(metrics)]``. The
+    generator is a CPU ``torch.Generator`` seeded with ``seed``, so a run is repeatable. Values are
+    read back from the device only every ``log_every`` iterations (a sync per step would dominate
+    on a GPU); the history ``{"iteration", *metrics}`` holds the mean over each window.
+    The meta-training loop of chapters 02-04 (and of every study built on them).
     """
     from tqdm.auto import tqdm
 
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
     g = torch.Generator().manual_seed(seed)
-    history: dict[str, list] = {"iteration": [], "loss": []}
+    history: dict[str, list] = {"iteration": [], **{name: [] for name in metrics}}
     window: list[Tensor] = []
     bar = tqdm(range(1, iterations + 1), desc=desc, disable=not progress, mininterval=0.5)
     for it in bar:
         window.append(step(sample(g)).detach())
         if it % log_every == 0 or it == iterations:
-            loss = torch.stack(window).mean().item()
+            means = torch.stack(window).mean(0).reshape(len(metrics)).tolist()
             window.clear()
             history["iteration"].append(it)
-            history["loss"].append(loss)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            for name, value in zip(metrics, means):
+                history[name].append(value)
+            bar.set_postfix({name: f"{value:.4f}" for name, value in zip(metrics, means)}, refresh=False)
     return history
