@@ -25,6 +25,7 @@ optimiser would, and nothing else is stored or shared.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Callable
@@ -62,9 +63,11 @@ def check_steps(steps: int, minimum: int = 0) -> int:
 def inner_rates(alpha: float | Params, fast: Params) -> Params:
     """α as one tensor per adapted parameter: the single form the inner loop works with.
 
-    A number becomes a 0-dim tensor per parameter (validated > 0); a dictionary (Meta-SGD's
-    learned rates, each shaped like its parameter or broadcastable to it) must cover every
-    adapted parameter. ``fast`` maps parameter names to tensors. Derived in chapter 03, section 2.
+    A number becomes a 0-dim tensor per parameter; a dictionary (Meta-SGD's learned rates, each
+    shaped like its parameter or broadcastable to it) must cover every adapted parameter.
+    ``fast`` maps parameter names to tensors. The wrappers (`MAML`, `Reptile`) require α > 0 with
+    `check_alpha`; here any finite number is taken, so a negative α (gradient *ascent*) can be
+    written down when a check needs it. Derived in chapter 03, section 2.
     """
     if isinstance(alpha, dict):
         missing = sorted(set(fast) - set(alpha))
@@ -72,7 +75,10 @@ def inner_rates(alpha: float | Params, fast: Params) -> Params:
             raise ValueError(f"alpha has no rate for the adapted parameters {missing}; give one per "
                              "parameter (or a single number)")
         return {name: alpha[name] for name in fast}
-    rate = check_alpha(alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+        raise ValueError(f"alpha (the inner step size) must be a finite number or a dict of per-parameter "
+                         f"tensors, got {alpha!r}")
+    rate = float(alpha)
     return {name: torch.tensor(rate, dtype=v.dtype, device=v.device) for name, v in fast.items()}
 
 
