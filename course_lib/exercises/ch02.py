@@ -60,7 +60,7 @@ def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bo
     return passed("your squared Euclidean distance matches course_lib.distances.squared_euclidean, batches included")
 
 
-def check_linear_classifier(W, b, prototypes: Tensor) -> bool:
+def check_linear_classifier(W: Tensor | None, b: Tensor | None, prototypes: Tensor) -> bool:
     """Exercise 2: the weights ``W [n_way, d]`` and biases ``b [n_way]`` of the nearest-prototype classifier."""
     if W is None or b is None:
         return _todo("fill in W and b from the prototypes")
@@ -88,7 +88,7 @@ def check_linear_classifier(W, b, prototypes: Tensor) -> bool:
     return passed(f"W = 2μ and b = −‖μ‖² for all {n_way} classes: squared-Euclidean ProtoNet is a linear classifier")
 
 
-def check_cosine_center(mu, x: Tensor) -> bool:
+def check_cosine_center(mu: Tensor | None, x: Tensor) -> bool:
     """Exercise 3: a point ``mu [d]`` minimising Σᵢ (1 − cos(xᵢ, mu)) for the points ``x [n, d]``."""
     if mu is None:
         return _todo("compute the point that minimises the summed cosine distance")
