@@ -52,7 +52,7 @@ LOSSES: dict[str, LossFn] = {"mse": mse, "cross_entropy": cross_entropy, "bce": 
 def get_loss(loss: str | LossFn) -> LossFn:
     """Resolve a loss name (``"mse" | "cross_entropy" | "bce"``) or pass a callable through.
 
-    A loss maps ``(pred [n, ...], target [n, ...])`` to per-example losses ``[n]``.
+    A loss maps ``(pred [n, ...], target [n, ...])`` to per-example losses ``[n]``. Chapter 03, section 2.
     """
     if callable(loss):
         return loss
@@ -63,7 +63,7 @@ def get_loss(loss: str | LossFn) -> LossFn:
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``values [n]`` over the entries where ``mask [n]`` is True (all if mask is None)."""
+    """Mean of ``values [n]`` over the entries where ``mask [n]`` is True (all if None); chapter 01, section 2."""
     if mask is None:
         return values.mean()
     m = mask.to(values.dtype)
@@ -72,7 +72,10 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
 
 def task_loss(model: nn.Module, params: Params, loss_fn: LossFn, x: Tensor, y: Tensor,
               mask: Tensor | None = None) -> Tensor:
-    """Mean loss of one task: L(params; x, y) with padded examples masked out. x ``[n, ...]``."""
+    """Mean loss of one task: L(params; x, y) with padded examples masked out (chapter 03, section 2).
+
+    x ``[n, *features]``, y ``[n, *targets]``, mask ``[n]`` bool or None -> a scalar.
+    """
     return masked_mean(loss_fn(functional_call(model, params, (x,)), y), mask)
 
 
@@ -80,6 +83,7 @@ def split_params(theta: Params, adapt: list[str] | None) -> tuple[Params, Params
     """Split θ into the parameters adapted in the inner loop and the ones only meta-learned.
 
     ``adapt`` lists name prefixes (e.g. ``["head."]``); None means every parameter adapts.
+    Returns ``(fast, slow)``. Chapter 03 (pitfalls: adapting only a head) and chapter 05.
     """
     if adapt is None:
         return dict(theta), {}
@@ -90,7 +94,11 @@ def split_params(theta: Params, adapt: list[str] | None) -> tuple[Params, Params
 
 
 def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
-    """The six tensors a vmapped task function takes; absent masks become all-True masks."""
+    """The six tensors a vmapped task function takes; absent masks become all-True masks.
+
+    Returns ``(x_support, y_support, support_mask [tasks, k_shot], x_query, y_query,
+    query_mask [tasks, n_query])``. Chapter 03, section 3.
+    """
     sm = batch.support_mask
     qm = batch.query_mask
     if sm is None:
@@ -101,7 +109,7 @@ def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
 
 
 def check_support(x: Tensor, y: Tensor) -> None:
-    """Validate one task's support set (no task dimension)."""
+    """Validate one task's support set: x ``[k_shot, *features]``, y ``[k_shot, *targets]`` (chapter 03)."""
     if x.shape[0] == 0:
         raise ValueError("the support set is empty: give at least one (x, y) pair to adapt on")
     if x.shape[0] != y.shape[0]:
@@ -115,7 +123,7 @@ def maybe_compile(fn: Callable, compile: bool) -> Callable:
     """``torch.compile(fn)`` if asked, falling back to eager ``fn`` (with a warning) if compilation fails.
 
     Compilation needs a working C++ compiler on the CPU (and Triton on a GPU); a laptop without one
-    still runs every chapter, only slower.
+    still runs every chapter, only slower. Chapter 03, section 7 (the cost of second order).
     """
     if not compile:
         return fn
@@ -139,7 +147,7 @@ def maybe_compile(fn: Callable, compile: bool) -> Callable:
 
 
 def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where torch has one for the device (3x less overhead per step)."""
+    """Adam with the fused kernel where torch has one for the device (3x less overhead per step; chapter 03)."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
