@@ -105,7 +105,8 @@ def permutation(n: int, generator: torch.Generator | np.random.Generator | None)
     A ``torch.Generator`` gives a LongTensor ``[n]`` (``torch.randperm``); a NumPy
     ``np.random.Generator`` gives an int64 array ``[n]`` (``Generator.permutation``), so a
     study seeded through NumPy keeps its exact draws; None draws from torch's global generator
-    (seeded by ``seed_everything``). The same seed gives the same order. Derived in chapter 01, section 3 (split by learner).
+    (seeded by ``seed_everything``). The same seed gives the same order. Derived in chapter 01,
+    section 3 (split by learner).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer (how many items to order), got {n!r}")

@@ -39,7 +39,8 @@ from course_lib.algorithms.functional import (LossFn, Params, adam, batch_args, 
                                                 task_loss)
 from course_lib.tasks import TaskBatch
 
-__all__ = ["MAML", "check_alpha", "check_steps", "inner_rates", "inner_adapt", "adapt_batch", "predict_batch", "maml_loss"]
+__all__ = ["MAML", "check_alpha", "check_steps", "inner_rates", "inner_adapt", "adapt_batch", "predict_batch",
+           "maml_loss", "maml_loss_tensors"]
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
