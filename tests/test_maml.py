@@ -207,3 +207,16 @@ def test_wrapper_state_is_the_models_parameters_read_afresh_and_pure_functions_a
     m.adapt_batch(batch)
     m.adapt(batch.x_support[0], batch.y_support[0])
     assert all(torch.equal(before[name], v) for name, v in net.named_parameters())  # adapting is pure
+
+
+def test_bad_batches_samplers_and_step_counts_raise_clear_errors():
+    net, batch = small_net(), batch64()
+    m = MAML(net, "mse", alpha=0.1)
+    with pytest.raises(ValueError, match="TaskBatch"):
+        m.adapt_batch((batch.x_support, batch.y_support))
+    with pytest.raises(ValueError, match="sample must be a function"):
+        m.fit(batch, 3, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        m.adapt_batch(batch, steps=-1)
+    with pytest.raises(ValueError, match="steps"):
+        m.adapt(batch.x_support[0], batch.y_support[0], steps=2.5)

@@ -99,6 +99,9 @@ def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
     Returns ``(x_support, y_support, support_mask [tasks, k_shot], x_query, y_query,
     query_mask [tasks, n_query])``. Chapter 03, section 3.
     """
+    if not isinstance(batch, TaskBatch):
+        raise ValueError(f"expected a course_lib.tasks.TaskBatch, got {type(batch).__name__}; build one with "
+                         "TaskBatch(x_support, y_support, x_query, y_query) or a sampler in course_lib.tasks")
     sm = batch.support_mask
     qm = batch.query_mask
     if sm is None:
@@ -168,6 +171,9 @@ def fit_loop(step: Callable[[TaskBatch], Tensor], sample: Callable[[torch.Genera
     """
     from tqdm.auto import tqdm
 
+    if not callable(sample):
+        raise ValueError(f"sample must be a function generator -> TaskBatch, got {type(sample).__name__}; "
+                         "e.g. lambda g: sample_sinusoid_tasks(25, 10, generator=g)[0]")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     if log_every < 1:

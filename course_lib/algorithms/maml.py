@@ -114,6 +114,7 @@ def adapt_batch(model: nn.Module, theta: Params, batch: TaskBatch, *, loss_fn: L
     Returns φ with a leading task dimension: each entry ``[tasks, *parameter shape]``. Shapes of
     the batch: x_support ``[tasks, k_shot, *features]``. Derived in chapter 03, section 4.
     """
+    steps = check_steps(steps, minimum=0)
     theta = {name: v.detach() for name, v in theta.items()}
     fast, _ = split_params(theta, adapt)
     rates = {name: r.detach() for name, r in inner_rates(alpha, fast).items()}
@@ -227,7 +228,7 @@ class MAML:
         check_support(x_support, y_support)
         theta = {name: v.detach() for name, v in self.theta.items()}
         phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
-                          alpha=self._rates(), steps=self.steps if steps is None else steps,
+                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
                           first_order=True, adapt=self.adapt_prefixes)
         return {name: v.detach() for name, v in phi.items()}
 

@@ -134,7 +134,7 @@ class Reptile:
         check_support(x_support, y_support)
         theta = {name: v.detach() for name, v in self.theta.items()}
         phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
-                          alpha=self._rates(), steps=self.steps if steps is None else steps,
+                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
                           first_order=True, adapt=self.adapt_prefixes)
         return {name: v.detach() for name, v in phi.items()}
 
