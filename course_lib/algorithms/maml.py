@@ -43,10 +43,10 @@ __all__ = ["MAML", "check_alpha", "check_steps", "inner_rates", "inner_adapt", "
            "maml_loss", "maml_loss_tensors"]
 
 
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """α as a float, or a ValueError if it is not a positive number (the public-boundary check)."""
+def check_alpha(alpha: float, name: str = "alpha (the inner step size)") -> float:
+    """A step size as a float, or a ValueError if it is not a positive number (the boundary check)."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
-        raise ValueError(f"{name} (the inner step size) must be a number > 0, got {alpha!r}")
+        raise ValueError(f"{name} must be a number > 0, got {alpha!r}")
     return float(alpha)
 
 

@@ -75,7 +75,7 @@ class Reptile:
         self.model = model
         self.loss_fn = get_loss(loss)
         self.steps = check_steps(steps, minimum=1)
-        self.beta = check_alpha(beta, "beta (the outer step)")
+        self.beta = check_alpha(beta, "beta (the outer step size)")
         self.adapt_prefixes = adapt
         fast, _ = split_params(self.theta, adapt)  # validates the prefixes
         self.alpha: Params = {name: r.detach() for name, r in inner_rates(alpha, fast).items()}
@@ -158,7 +158,7 @@ class Reptile:
 
         Returns the history ``{"iteration", "loss"}`` (the query loss of θ before each update).
         """
-        lr = self.beta if beta is None else check_alpha(beta, "beta (the outer step)")
+        lr = self.beta if beta is None else check_alpha(beta, "beta (the outer step size)")
         opt = optimizer or torch.optim.SGD(self.parameters(), lr=lr)
         return fit_loop(lambda b: self.step(b, opt, compile), sample, iterations, seed, progress,
                         desc="Reptile", log_every=log_every)
