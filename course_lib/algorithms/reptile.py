@@ -78,7 +78,7 @@ class Reptile:
         self.beta = check_alpha(beta, "beta (the outer step size)")
         self.adapt_prefixes = adapt
         fast, _ = split_params(self.theta, adapt)  # validates the prefixes
-        self.alpha: Params = {name: r.detach() for name, r in inner_rates(alpha, fast).items()}
+        self.alpha: Params = {name: r.detach() for name, r in inner_rates(check_alpha(alpha), fast).items()}
         self._step_fns: dict[bool, Callable] = {}
 
     @property
