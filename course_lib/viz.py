@@ -14,7 +14,7 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def style(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
-    """Give ``fig`` a title, axis labels (with units) and the course's layout."""
+    """Give ``fig`` a title, axis labels (with units) and the course's layout (every chapter, from 01)."""
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, template="plotly_white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
                       margin=dict(l=60, r=20, t=80, b=50))
@@ -23,7 +23,14 @@ def style(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.F
 
 def band(fig: go.Figure, x: Sequence[float], mean: Sequence[float], lo: Sequence[float],
          hi: Sequence[float], name: str, color: str | None = None, dash: str | None = None) -> go.Figure:
-    """Add a line ``mean`` with a shaded confidence band ``[lo, hi]`` to ``fig``."""
+    """Add a line ``mean`` with a shaded confidence band ``[lo, hi]`` to ``fig`` (chapters 01, 05-07).
+
+    x, mean, lo, hi: sequences of the same length ``[points]``; ``lo``/``hi`` usually from
+    ``course_lib.metrics.bootstrap_ci``.
+    """
+    if not len(x) == len(mean) == len(lo) == len(hi):
+        raise ValueError(f"band: x, mean, lo and hi need the same length, got {len(x)}, {len(mean)}, "
+                         f"{len(lo)}, {len(hi)}")
     color = color or PALETTE[len(fig.data) // 2 % len(PALETTE)]
     x = list(x)
     fig.add_trace(go.Scatter(x=x + x[::-1], y=list(hi) + list(lo)[::-1], fill="toself", mode="lines", line=dict(width=0),

@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from course_lib.tasks import permutation
+
 __all__ = ["ResponseData", "validate_responses", "responses_checksum", "verify_checksum",
            "split_learners", "ChecksumError"]
 
@@ -164,7 +166,7 @@ def split_learners(n_learners: int, fractions: tuple[float, float, float] = (0.7
     if min(n_train, n_test) < 1 or (fractions[1] > 0 and n_val < 1):
         raise ValueError(f"{n_learners} learners are too few for fractions {fractions}: each split needs "
                          "at least one learner")
-    perm = torch.randperm(n_learners, generator=torch.Generator().manual_seed(seed))
+    perm = permutation(n_learners, torch.Generator().manual_seed(seed))
     return {"train": perm[:n_train].sort().values,
             "validation": perm[n_train:n_train + n_val].sort().values,
             "test": perm[n_train + n_val:].sort().values}
