@@ -1,6 +1,5 @@
 """Computerized adaptive testing (chapter 07, part A): splits, selection rules, models, no leakage."""
 
-import numpy as np
 import pytest
 import torch
 
