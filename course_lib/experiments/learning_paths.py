@@ -26,7 +26,7 @@ from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs
 from course_lib.experiments import common
 from course_lib.metrics import censored_median, proportion_ci
 
-__all__ = ["Config", "POLICIES", "run", "main"]
+__all__ = ["Config", "POLICIES", "KINDS", "run", "main"]
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,31 @@ class Config:
     keep_logs: bool = False
 
 
-#: policy name -> (kind, builder(classroom, config, hypotheses, meta-learned weights) -> policy)
-POLICIES: common.Registry[tuple[str, Callable]] = common.Registry("policy")
-POLICIES.register("fixed curriculum")(("baseline", lambda room, cfg, hyp, w: FixedCurriculum(room.curriculum, cfg.block)))
-POLICIES.register("adaptive, from scratch")(
-    ("adaptive", lambda room, cfg, hyp, w: ThompsonPolicy(room.curriculum, hyp, None, name="adaptive, from scratch")))
-POLICIES.register("adaptive, meta-learned prior")(
-    ("meta", lambda room, cfg, hyp, w: ThompsonPolicy(room.curriculum, hyp, w, name="adaptive, meta-learned prior")))
-POLICIES.register("oracle (knows the type)")(
-    ("ceiling", lambda room, cfg, hyp, w: OraclePolicy(room.curriculum, room.type_params)))
+#: policy name -> its kind (baseline / adaptive / meta / ceiling)
+KINDS = {"fixed curriculum": "baseline", "adaptive, from scratch": "adaptive",
+         "adaptive, meta-learned prior": "meta", "oracle (knows the type)": "ceiling"}
+#: policy name -> builder(classroom, config, hypotheses ψ_h, meta-learned prior weights) -> policy
+POLICIES: common.Registry[Callable] = common.Registry("policy")
+
+
+@POLICIES.register("fixed curriculum")
+def _fixed(room: Classroom, config: Config, hyp: np.ndarray, weights: np.ndarray) -> FixedCurriculum:
+    return FixedCurriculum(room.curriculum, config.block)
+
+
+@POLICIES.register("adaptive, from scratch")
+def _from_scratch(room: Classroom, config: Config, hyp: np.ndarray, weights: np.ndarray) -> ThompsonPolicy:
+    return ThompsonPolicy(room.curriculum, hyp, None, name="adaptive, from scratch")
+
+
+@POLICIES.register("adaptive, meta-learned prior")
+def _meta_prior_tutor(room: Classroom, config: Config, hyp: np.ndarray, weights: np.ndarray) -> ThompsonPolicy:
+    return ThompsonPolicy(room.curriculum, hyp, weights, name="adaptive, meta-learned prior")
+
+
+@POLICIES.register("oracle (knows the type)")
+def _oracle(room: Classroom, config: Config, hyp: np.ndarray, weights: np.ndarray) -> OraclePolicy:
+    return OraclePolicy(room.curriculum, room.type_params)
 
 
 def _bkt_recovery(room: Classroom, fit: pd.DataFrame) -> list[dict]:
@@ -156,13 +172,12 @@ def run(config: Config = Config(), *, progress: bool = True, device=None) -> com
         timings["meta_learn_prior"] = t()
         rows, curves, ttms, logs_by, policies = [], {}, {}, {}, {}
         for name in POLICIES:
-            kind, build = POLICIES[name]
-            policies[name] = build(room, config, hyp, weights)
+            policies[name] = POLICIES[name](room, config, hyp, weights)
             with common.stopwatch() as t:
                 logs = logs_by[name] = simulate(room, policies[name], config.n_test, config.horizon,
                                                 seed=config.seed + 1, progress=progress)
             timings[f"simulate: {name}"] = t()
-            rows.append(_policy_row(name, kind, logs, room, config))
+            rows.append(_policy_row(name, KINDS[name], logs, room, config))
             curves[name] = _curve(logs)
             ttms[name] = [None if np.isnan(v) else float(v) for v in logs.time_to_mastery()]
     details = {"curves": curves, "time_to_mastery": ttms, "learner_type": next(iter(logs_by.values())).learner_type.tolist(),
