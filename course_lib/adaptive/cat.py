@@ -360,8 +360,8 @@ def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference
         err2 = ((trace.theta[:, n] - ref) ** 2).numpy()
         rlo, rhi = np.quantile(np.sqrt(boots @ err2 / L), [0.025, 0.975])
         rows.append({"method": trace.method, "rule": trace.rule, "n_items": n + 1, "auc": m["auc"],
-                     "auc_lo": m["auc_lo"], "auc_hi": m["auc_hi"], "ability_rmse": float(np.sqrt(err2.mean())), "ability_rmse_lo": float(rlo),
-                     "ability_rmse_hi": float(rhi), "n_learners": L})
+                     "auc_lo": m["auc_lo"], "auc_hi": m["auc_hi"], "ability_rmse": float(np.sqrt(err2.mean())),
+                     "ability_rmse_lo": float(rlo), "ability_rmse_hi": float(rhi), "n_learners": L})
     return pd.DataFrame(rows)
 
 

@@ -202,8 +202,8 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
                 df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed)
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
-    return rows, {"traces": traces, "splits": splits, "references": {k: v[1] for k, v in datasets.items()},
-                  "responses": {k: v[0] for k, v in datasets.items()}}
+    return rows, {"traces": traces, "splits": splits, "references": {name: v[1] for name, v in datasets.items()},
+                  "responses": {name: v[0] for name, v in datasets.items()}}
 
 
 def cat_table(result: common.Result, value: str = "auc", ns: Sequence[int] = (1, 3, 5, 10, 20)) -> pd.DataFrame:
@@ -212,7 +212,7 @@ def cat_table(result: common.Result, value: str = "auc", ns: Sequence[int] = (1,
     df = df[df["n_items"].isin(ns)]
     order = [m[0] for m in CAT_METHODS]
     wide = df.pivot_table(index=["dataset", "method"], columns="n_items", values=value)
-    wide = wide.reindex(sorted(wide.index, key=lambda k: (k[0] == "synthetic", order.index(k[1]))))
+    wide = wide.reindex(sorted(wide.index, key=lambda ix: (ix[0] == "synthetic", order.index(ix[1]))))
     wide.columns.name = f"{value} after n items"
     return wide
 

@@ -126,19 +126,20 @@ class _Context:
 @METHODS.register("item_mean")
 def _item_mean(ctx: _Context) -> dict[int, Predictor]:
     im = ctx.models["item_mean"] = ItemMean(ctx.r_train)
-    return {k: (lambda b: im.predict(*_support(b))) for k in ctx.k_shots}
+    return {k_shot: (lambda b: im.predict(*_support(b))) for k_shot in ctx.k_shots}
 
 
 @METHODS.register("irt_2pl_eap")
 def _irt_2pl_eap(ctx: _Context) -> dict[int, Predictor]:
     params = ctx.models["irt_2pl_eap"] = fit_2pl(ctx.r_train)
-    return {k: (lambda b: eap_predict(params, *_support(b))) for k in ctx.k_shots}
+    return {k_shot: (lambda b: eap_predict(params, *_support(b))) for k_shot in ctx.k_shots}
 
 
 @METHODS.register("irt_2pl_by_group")
 def _irt_2pl_by_group(ctx: _Context) -> dict[int, Predictor]:
     fitted = ctx.models["irt_2pl_by_group"] = fit_2pl_by_group(ctx.r_train, ctx.data.groups)
-    return {k: (lambda b: eap_predict_by_group(fitted, ctx.r.shape[1], *_support(b))) for k in ctx.k_shots}
+    n_items = ctx.r.shape[1]
+    return {k_shot: (lambda b: eap_predict_by_group(fitted, n_items, *_support(b))) for k_shot in ctx.k_shots}
 
 
 @METHODS.register("per_learner_logistic")
@@ -146,10 +147,10 @@ def _per_learner_logistic(ctx: _Context) -> dict[int, Predictor]:
     groups = ctx.data.groups
     feats = PerLearnerLogistic.group_features(groups) if groups is not None else None
     out = {}
-    for k in ctx.k_shots:
+    for k_shot in ctx.k_shots:
         cands = {l2: PerLearnerLogistic(feats, n_items=ctx.r.shape[1], l2=l2) for l2 in (0.3, 1.0, 3.0, 10.0)}
-        best = ctx.pick(cands, lambda m: (lambda b: m.predict(*_support(b))), k)
-        out[k] = lambda b, m=best: m.predict(*_support(b))
+        best = ctx.pick(cands, lambda m: (lambda b: m.predict(*_support(b))), k_shot)
+        out[k_shot] = lambda b, m=best: m.predict(*_support(b))
     return out
 
 
@@ -160,9 +161,9 @@ def _pretrain_finetune(ctx: _Context) -> dict[int, Predictor]:
     pf.pretrain(ctx.r_train)
     grid = {(a, s): (a, s) for a in (0.3, 1.0, 3.0) for s in (1, 5)}
     out = {}
-    for k in ctx.k_shots:
-        a, s = ctx.pick(grid, lambda c: (lambda b: pf.predict(*_support(b), alpha=c[0], steps=c[1])), k)
-        out[k] = lambda b, a=a, s=s: pf.predict(*_support(b), alpha=a, steps=s)
+    for k_shot in ctx.k_shots:
+        a, s = ctx.pick(grid, lambda c: (lambda b: pf.predict(*_support(b), alpha=c[0], steps=c[1])), k_shot)
+        out[k_shot] = lambda b, a=a, s=s: pf.predict(*_support(b), alpha=a, steps=s)
     return out
 
 
@@ -172,10 +173,10 @@ def _nearest_learners(ctx: _Context) -> dict[int, Predictor]:
     cands = {(nb, t): NearestLearners(ctx.r_train, n_neighbors=min(nb, len(ctx.train)), temperature=t)
              for nb in (50, 200) for t in (0.05, 0.2, 1.0)}
     out = {}
-    for k in ctx.k_shots:
-        d_val = base.distances(*_support(ctx.val_tasks[k])[:3]) if ctx.val_tasks else None
-        best = ctx.pick(cands, lambda m: (lambda b: m.predict(*_support(b), distances=d_val)), k)
-        out[k] = lambda b, m=best: m.predict(*_support(b))
+    for k_shot in ctx.k_shots:
+        d_val = base.distances(*_support(ctx.val_tasks[k_shot])[:3]) if ctx.val_tasks else None
+        best = ctx.pick(cands, lambda m: (lambda b: m.predict(*_support(b), distances=d_val)), k_shot)
+        out[k_shot] = lambda b, m=best: m.predict(*_support(b))
     return out
 
 
@@ -189,12 +190,12 @@ def _meta_learner(method: str, tune_test_step: bool = False) -> Callable[[_Conte
             # Reptile never optimises the prediction *after* K answers, so how far to move at test
             # time is not learned: pick the inner step and the number of steps on the validation
             # learners (the meta-parameters θ stay as Reptile learned them).
-            for k in ctx.k_shots:
-                grid = {(a, s): META_LEARNERS[method](learners[k].model, dataclasses.replace(
+            for k_shot in ctx.k_shots:
+                grid = {(a, s): META_LEARNERS[method](learners[k_shot].model, dataclasses.replace(
                     cfg.meta, reptile_alpha=a, reptile_steps=s)) for a in (0.1, 0.3, 1.0) for s in (1, 3, 10)}
-                learners[k] = ctx.pick(grid, lambda lr: (lambda b: meta_predict(lr, b)), k)
+                learners[k_shot] = ctx.pick(grid, lambda lr: (lambda b: meta_predict(lr, b)), k_shot)
         ctx.models[method] = learners
-        return {k: (lambda b, lr=learners[k]: meta_predict(lr, b)) for k in ctx.k_shots}
+        return {k_shot: (lambda b, lr=learners[k_shot]: meta_predict(lr, b)) for k_shot in ctx.k_shots}
     return run_method
 
 
@@ -205,7 +206,7 @@ for _name in ("maml", "fomaml", "reptile", "meta_sgd"):
 @METHODS.register("bayes_optimal")
 def _bayes_optimal(ctx: _Context) -> dict[int, Predictor]:
     truth = ctx.data.truth
-    return {k: (lambda b: truth.posterior_predictive(*_support(b))) for k in ctx.k_shots}
+    return {k_shot: (lambda b: truth.posterior_predictive(*_support(b))) for k_shot in ctx.k_shots}
 
 
 # ----------------------------------------------------------------------------- the study
@@ -228,17 +229,17 @@ def _score(ctx: _Context, predictors: dict, test_tasks: dict, timings: dict) -> 
     rows, predictions = [], {}
     for method, per_k in predictors.items():
         predictions[method] = {}
-        for k in ctx.k_shots:
-            b = test_tasks[k]
+        for k_shot in ctx.k_shots:
+            b = test_tasks[k_shot]
             with common.stopwatch() as elapsed:
-                y, p, learner = _flat(b, per_k[k](b))
+                y, p, learner = _flat(b, per_k[k_shot](b))
             timings[method] += elapsed()
             m = metrics.pooled_bootstrap(y, p, learner, n_boot=ctx.config.n_boot, seed=ctx.config.seed,
                                          score_bins=4096)
-            rows.append({"method": method, "kind": KINDS[method], "k_shot": k, **m,
+            rows.append({"method": method, "kind": KINDS[method], "k_shot": k_shot, **m,
                          "ece": metrics.expected_calibration_error(y, p), "n_learners": int(b.n_tasks),
                          "n_answers": int(len(y))})
-            predictions[method][k] = (y, p, learner)
+            predictions[method][k_shot] = (y, p, learner)
     return rows, predictions
 
 
@@ -256,7 +257,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
     from course_lib.device import cpu_threads, get_device
 
     device = get_device() if device is None else torch.device(device)
-    k_shots = sorted(int(k) for k in config.k_shots)
+    k_shots = sorted(int(k_shot) for k_shot in config.k_shots)
     if not k_shots or k_shots[0] < 1:
         raise ValueError(f"k_shots must be positive support sizes, got {config.k_shots}")
     with common.stopwatch() as elapsed, cpu_threads(config.threads or None):
@@ -267,9 +268,9 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
             raise ValueError(f"groups has {len(data.groups)} labels but responses has {r.shape[1]} items")
         split = split_learners(r.shape[0], tuple(config.fractions), seed=config.seed)
         val = split["validation"]
-        ctx = _Context(r, split["train"], k_shots, {k: evaluation_tasks(r, val, k, config.seed + 2) for k in k_shots}
-                       if len(val) else {}, data, config, progress, device)
-        test_tasks = {k: evaluation_tasks(r, split["test"], k, seed=config.seed + 1) for k in k_shots}
+        val_tasks = {k_shot: evaluation_tasks(r, val, k_shot, config.seed + 2) for k_shot in k_shots} if len(val) else {}
+        ctx = _Context(r, split["train"], k_shots, val_tasks, data, config, progress, device)
+        test_tasks = {k_shot: evaluation_tasks(r, split["test"], k_shot, seed=config.seed + 1) for k_shot in k_shots}
         predictors, timings = {}, {}
         for method in methods:
             with common.stopwatch() as fit_time:

@@ -180,7 +180,8 @@ def run(config: Config = Config(), *, progress: bool = True, device=None) -> com
             rows.append(_policy_row(name, KINDS[name], logs, room, config))
             curves[name] = _curve(logs)
             ttms[name] = [None if np.isnan(v) else float(v) for v in logs.time_to_mastery()]
-    details = {"curves": curves, "time_to_mastery": ttms, "learner_type": next(iter(logs_by.values())).learner_type.tolist(),
+    details = {"curves": curves, "time_to_mastery": ttms,
+               "learner_type": next(iter(logs_by.values())).learner_type.tolist(),
                "learner_types": list(room.learner_types), "param_names": list(PARAM_NAMES),
                "true_types": np.asarray(room.type_params).tolist(), "bkt_recovery": _bkt_recovery(room, fit),
                "pybkt_check": pybkt_rows, "meta_prior": prior, "timings": timings}

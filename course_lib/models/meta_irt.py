@@ -125,15 +125,16 @@ def make_meta_learner(method: str, model: nn.Module, config: MetaIRTConfig):
 
 def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int | tuple[int, int],
                    config: MetaIRTConfig = MetaIRTConfig(), *, iterations: int | None = None, seed: int = 0,
-                   fit_seed: int | None = None, init=None, progress: bool = True, device: torch.device | str = "cpu"):
+                   fit_seed: int | None = None, init=None, progress: bool = True,
+                   device: torch.device | str = "cpu"):
     """Meta-train `MetaIRT` with ``method`` on the ``learners`` (rows of ``responses [learners, items]``).
 
     Each meta-batch draws ``config.meta_batch`` learners (with replacement) and K support answers
     each: ``k_shot`` an int, or a range ``(k_min, k_max)`` from which one K is drawn per meta-batch
     (only learners with more than k_max answers are drawn). ``init`` (a learner from another K)
     warm-starts θ and, for Meta-SGD, the learned α. ``seed`` seeds the model's initial item
-    loadings, ``fit_seed`` (default ``seed``) the stream of meta-batches. Returns the trained meta-learner (its ``model``
-    is the `MetaIRT`). Derived in chapter 05, section 4 and chapter 07, section 3.
+    loadings, ``fit_seed`` (default ``seed``) the stream of meta-batches. Returns the trained
+    meta-learner (its ``model`` is the `MetaIRT`). Derived in chapter 05, section 4 and chapter 07, section 3.
     """
     k_min, k_max = (k_shot, k_shot) if isinstance(k_shot, int) else (int(k_shot[0]), int(k_shot[1]))
     if not 1 <= k_min <= k_max:
@@ -149,13 +150,14 @@ def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int
     usable = learners[(~torch.isnan(responses[learners])).sum(1) > k_max]
 
     def sample(g: torch.Generator) -> TaskBatch:
-        k = k_min if k_min == k_max else int(torch.randint(k_min, k_max + 1, (1,), generator=g))
+        k_drawn = k_min if k_min == k_max else int(torch.randint(k_min, k_max + 1, (1,), generator=g))
         ix = usable[torch.randint(len(usable), (config.meta_batch,), generator=g)]
-        return learner_tasks(responses, k, ix, generator=g, max_query=config.max_query).to(device)
+        return learner_tasks(responses, k_drawn, ix, generator=g, max_query=config.max_query).to(device)
 
     iterations = config.iterations if iterations is None else iterations
     opt = torch.optim.Adam(learner.parameters(), lr=config.beta)
-    learner.fit(sample, iterations, seed=seed if fit_seed is None else fit_seed, progress=progress, optimizer=opt, log_every=max(iterations // 4, 1))
+    learner.fit(sample, iterations, seed=seed if fit_seed is None else fit_seed, progress=progress, optimizer=opt,
+                log_every=max(iterations // 4, 1))
     return learner
 
 
@@ -170,10 +172,11 @@ def train_per_k_shot(method: str, responses: Tensor, learners: Tensor, k_shots: 
     """
     out: dict[int, object] = {}
     prev = None
-    for i, k in enumerate(sorted(k_shots)):
-        prev = out[k] = train_meta_irt(
-            method, responses, learners, k, config, iterations=config.iterations if i == 0 else config.warm_iterations,
-            seed=seed, fit_seed=seed + 1000 * k, init=prev, progress=progress, device=device)
+    for i, k_shot in enumerate(sorted(k_shots)):
+        iterations = config.iterations if i == 0 else config.warm_iterations
+        prev = out[k_shot] = train_meta_irt(method, responses, learners, k_shot, config, iterations=iterations,
+                                            seed=seed, fit_seed=seed + 1000 * k_shot, init=prev, progress=progress,
+                                            device=device)
     return out
 
 
