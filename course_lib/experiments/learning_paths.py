@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, FixedCurriculum, OraclePolicy,
-                                           ThompsonPolicy, default_classroom, fit_bkt, fit_bkt_pybkt, logs_to_frame,
+from course_lib.adaptive.bkt import fit_bkt, fit_bkt_pybkt
+from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, default_classroom, logs_to_frame,
                                            meta_learn_prior, sample_hypotheses, simulate)
+from course_lib.adaptive.policies import FixedCurriculum, OraclePolicy, ThompsonPolicy
 from course_lib.experiments import common
 from course_lib.metrics import censored_median, proportion_ci
 
