@@ -237,9 +237,8 @@ def _processes(config: Config, device: str, progress: bool) -> list[dict]:
     for scaling, nproc, batch in tqdm(runs, desc="processes", disable=not progress):
         dc = DistConfig(algo="maml", iterations=config.processes_iterations, meta_batch=batch, warmup=5)
         res = launch(dc, nproc, device=device)
-        timing = res.rows[0] | {"phases": res.details["timings"], "param_bytes": res.details["param_bytes"]}
         rows.append(dict(table="processes", scaling=scaling, processes=nproc, batch=batch, device=device,
-                         timing={k: v for k, v in timing.items() if k not in ("algo", "world_size", "meta_batch")}))
+                         param_bytes=res.details["param_bytes"], timing=res.details["timings"]))
     strong2 = rows[1]
     rows.append(dict(strong2, scaling="weak"))
     return rows
