@@ -55,3 +55,23 @@ def test_fit_history_and_validation():
     assert fused.t.item() == 7
     with pytest.raises(ValueError, match="alpha > 0"):
         FusedMAML(mlp_regressor(), alpha=0)
+
+
+def test_fit_refuses_changing_shapes():
+    fused = FusedMAML(mlp_regressor(), compile=False)
+    calls = iter([8, 12])
+    sample = lambda g: sample_sinusoid_tasks(4 * 2, next(calls), generator=g)[0]  # noqa: E731 - K changes
+    with pytest.raises(ValueError, match="same shapes"):
+        fused.fit(sample, iterations=4, chunk=2, progress=False)
+
+
+def test_compiled_fit_matches_eager():
+    sample = lambda g: sample_sinusoid_tasks(4 * 3, 5, generator=g)[0]  # noqa: E731
+    torch.manual_seed(0)
+    eager = FusedMAML(mlp_regressor(), compile=False)
+    eager.fit(sample, iterations=6, chunk=3, progress=False)
+    torch.manual_seed(0)
+    compiled = FusedMAML(mlp_regressor(), compile=True)
+    compiled.fit(sample, iterations=6, chunk=3, progress=False)  # guards skipped after the first step
+    for k, v in eager.theta.items():
+        torch.testing.assert_close(compiled.theta[k], v, atol=1e-5, rtol=1e-4)
