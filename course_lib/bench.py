@@ -230,6 +230,10 @@ def _processes(config: Config, device: str, progress: bool) -> list[dict]:
 
     from course_lib.distributed import DistConfig, launch
 
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() < 2:
+        device = "cpu"  # nccl needs one GPU per process; with one GPU the 2-process rows run on the CPU (gloo)
     per_rank = config.processes_batch // 2
     runs = [("strong", 1, config.processes_batch), ("strong", 2, config.processes_batch),
             ("weak", 1, per_rank)]  # weak, 2 processes = strong, 2 processes (same tasks per process)
