@@ -9,8 +9,11 @@ and `time_updates` measures the latency of one learner update on whatever runs i
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,19 @@ def _example(n_items: int, learners: int = 3, n: int = 7) -> tuple[Tensor, Tenso
             torch.ones(learners, n))
 
 
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence the exporter's INFO chatter (its optimiser logs every pass) for the duration."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for log, _ in saved:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in saved:
+            log.setLevel(level)
+
+
 def export_onnx(student: nn.Module, path: str | Path) -> Path:
     """Export ``student`` (an `course_lib.models.amortized` student) to ONNX with ``dynamo=True``.
 
@@ -52,7 +68,8 @@ def export_onnx(student: nn.Module, path: str | Path) -> Path:
     shapes = {"items": {0: learners, 1: answers}, "answers": {0: learners, 1: answers},
               "mask": {0: learners, 1: answers}}
     model = StudentProb(student).eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir"):
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
         torch.onnx.export(model, _example(n_items), str(path), dynamo=True, input_names=["items", "answers", "mask"],
                           output_names=["prob"], dynamic_shapes=shapes, verbose=False, optimize=True)
     return path

@@ -161,16 +161,17 @@ def test_malformed_json_bad_ids_unknown_learners_and_models_are_4xx(server):
     assert httpx.get(f"{server.url}/learners/bob").status_code == 404   # none of the bad answers was stored
 
 
-def test_concurrent_answers_for_one_learner_lose_nothing(server):
+@pytest.mark.parametrize("model", ["student", "teacher"])
+def test_concurrent_answers_for_one_learner_lose_nothing(server, model):
     def post(i: int) -> int:
         with httpx.Client() as c:
-            return c.post(f"{server.url}/learners/crowd/responses",
+            return c.post(f"{server.url}/learners/crowd-{model}/responses?model={model}",
                           json={"item": i % N_ITEMS, "correct": i % 2}).status_code
 
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(post, range(96)))
     assert codes == [200] * 96
-    state = httpx.get(f"{server.url}/learners/crowd").json()
+    state = httpx.get(f"{server.url}/learners/crowd-{model}").json()
     assert state["n_answers"] == 96
     got = sorted((a["item"], a["correct"]) for a in state["answers"])
     assert got == sorted((i % N_ITEMS, i % 2) for i in range(96))

@@ -15,6 +15,7 @@ once, at start, with ``weights_only=True`` (`course_lib.serving.model.load_bundl
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,9 @@ class Personalizer:
         self.teacher, self.student = load_bundle(model_path)
         self.n_items = self.teacher.n_items
         self.item_a = getattr(self.student, "item_a", None)
+        # torch.func transforms (the teacher's grad inside vmap) must not run in two threads at once:
+        # concurrent calls trip an internal assert in functorch. The student is plain torch: no lock.
+        self._teacher_lock = threading.Lock()
         for name in ("student", "teacher"):  # first calls pay one-off set-up costs: pay them at start
             self.predict([(0, 1)], name)
 
@@ -65,7 +69,8 @@ class Personalizer:
         mask = torch.full(items.shape, float(bool(answers)))
         with torch.no_grad():
             if model == "teacher":
-                return torch.sigmoid(self.teacher.logits(items, ys, mask > 0))[0]
+                with self._teacher_lock:
+                    return torch.sigmoid(self.teacher.logits(items, ys, mask > 0))[0]
             return torch.sigmoid(self.student(items, ys, mask))[0]
 
     def information(self, prob: torch.Tensor, n_answers: int, model: ModelName) -> torch.Tensor:
