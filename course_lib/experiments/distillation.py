@@ -27,7 +27,7 @@ from torch import Tensor
 from course_lib.experiments import common
 from course_lib.models.amortized import GradientTeacher, build_student, distill
 
-__all__ = ["Config", "run", "main", "METHODS", "train_teacher", "RUNTIMES"]
+__all__ = ["Config", "run", "main", "METHODS", "train_teacher", "RUNTIMES", "auc_rows", "show"]
 
 UpdateFn = Callable[[Tensor, Tensor, Tensor], Tensor]   # items, answers, mask [B, n] -> P(correct) [B, n_items]
 
@@ -165,7 +165,12 @@ def _latency_inputs(responses: Tensor, test: Tensor, config: Config) -> list[tup
 
 # ----------------------------------------------------------------------------- run
 
-def _auc_rows(update: UpdateFn, name: str, responses: Tensor, test: Tensor, config: Config) -> list[dict]:
+def auc_rows(update: UpdateFn, name: str, responses: Tensor, test: Tensor, config: Config) -> list[dict]:
+    """Pooled query AUC of ``update`` on the ``test`` learners for every K of ``config`` (one row each).
+
+    Chapter 05's evaluation: K answered items drawn with seed + 1 (nested in K) are the support,
+    every other answered item is a query. Derived in chapter 05, section 6; used in chapter 10.
+    """
     from course_lib.metrics import auc
     from course_lib.tasks import learner_tasks
 
@@ -214,7 +219,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
         timings: dict = {"train_s": {}, "latency_ms": {}, "runtime_ms": {}}
         t0 = elapsed()
         teacher = train_teacher(r, train, sorted(config.ks), config, progress=progress, device=device)
-        timings["train_s"]["teacher"] = elapsed() - t0
+        timings["train_s"]["teacher_meta_training"] = elapsed() - t0
         ctx = Context(r, train, config, teacher, progress, {})
         inputs = _latency_inputs(r, test, config)
         rows = []
@@ -222,7 +227,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
             t0 = elapsed()
             update = METHODS[name](ctx)
             timings["train_s"][name] = elapsed() - t0
-            rows += _auc_rows(update, name, r, test, config)
+            rows += auc_rows(update, name, r, test, config)
             with torch.no_grad():
                 timings["latency_ms"][name] = time_updates(update, inputs)
         _gain_kept(rows)

@@ -18,7 +18,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     ap.add_argument("--model", default=DEFAULT_MODEL, help=f"model file (default {DEFAULT_MODEL})")
-    ap.add_argument("--db", default="learners.sqlite3", help="SQLite file of learner state (created if missing)")
+    ap.add_argument("--db", default="runs/learners.sqlite3",
+                    help="SQLite file of learner state (created if missing; runs/ is git-ignored)")
     ap.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                     help="SQLite durability: NORMAL survives a process crash, FULL also a power cut")
     ap.add_argument("--log-level", default="warning")
