@@ -72,10 +72,17 @@ def test_compiled_student_agrees_with_eager():
         assert torch.allclose(fn(*x), StudentProb(student)(*x), atol=1e-5)
 
 
+def test_cpu_time_excludes_waiting():
+    import time
+
+    out = time_updates(lambda: time.sleep(0.002), [()] * 20, warmup=0)
+    assert out["p50"] >= 2.0 and out["cpu_p99"] < 1.0        # sleeping (like being preempted) costs no CPU
+
+
 def test_time_updates_counts_every_input_and_orders_percentiles():
     calls = []
     out = time_updates(lambda v: calls.append(v), [(i,) for i in range(30)], warmup=5)
     assert len(calls) == 35 and out["n"] == 30
-    assert 0 <= out["p50"] <= out["p99"] and out["mean"] > 0
+    assert 0 <= out["p50"] <= out["p99"] and out["mean"] > 0 and 0 <= out["cpu_p50"] <= out["cpu_p99"]
     with pytest.raises(ValueError, match="at least one input"):
         time_updates(lambda: None, [])
