@@ -91,7 +91,7 @@ def _item_mean(ctx: Context) -> UpdateFn:
 def _irt(ctx: Context) -> UpdateFn:
     from course_lib.baselines.irt import eap_ability_batch, fit_2pl
 
-    prm = fit_2pl(ctx.responses[ctx.train], seed=ctx.config.seed)
+    prm = fit_2pl(ctx.responses[ctx.train])
 
     def update(items: Tensor, answers: Tensor, mask: Tensor) -> Tensor:
         theta, _ = eap_ability_batch(prm.a, prm.b, items, answers, mask > 0)
