@@ -38,6 +38,7 @@ from course_lib.models.text_preference import (ADAPT_TEXT, TextPreference, adapt
 __all__ = ["Config", "Study", "METHODS", "prepare", "run", "run_keeping_study", "main"]
 
 CEILING = "Bayes-optimal"
+POPULARITY = "text popularity"  # paired differences are reported against the ceiling and this
 # (learners, k_shot) -> scores [learners, cold resources]; the learners' first K ratings are the support.
 Scorer = Callable[[np.ndarray, int], np.ndarray]
 
@@ -63,7 +64,7 @@ class Config:
     test_steps: tuple[int, ...] = (0, 1, 2, 3, 5, 8, 12)
     ridge_penalties: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
     top_n: int = 5
-    methods: tuple[str, ...] = ("random", "text popularity", "per-learner ridge", "meta-learned (MAML)",
+    methods: tuple[str, ...] = ("random", POPULARITY, "per-learner ridge", "meta-learned (MAML)",
                                 CEILING, "oracle")
 
     def __post_init__(self) -> None:
@@ -121,7 +122,7 @@ def _random(study: Study, cfg: Config, progress: bool) -> tuple[Scorer, dict]:
     return lambda learners, k_shot: rng.random((len(learners), len(study.cold))), {}
 
 
-@METHODS.register("text popularity")
+@METHODS.register(POPULARITY)
 def _text_popularity(study: Study, cfg: Config, progress: bool) -> tuple[Scorer, dict]:
     from sklearn.linear_model import RidgeCV
 
@@ -190,7 +191,7 @@ def _oracle(study: Study, cfg: Config, progress: bool) -> tuple[Scorer, dict]:
 
 
 def _rows(study: Study, scorers: dict[str, Scorer], cfg: Config) -> list[dict]:
-    """One row per method and K: utility@n (mean, 95 % CI) and the paired difference to the ceiling."""
+    """One row per method and K: utility@n (mean, 95 % CI), paired differences to the ceiling and to popularity."""
     truth = study.sim.expected(study.test, study.cold)
     rows = []
     for k_shot in cfg.k_shots:
@@ -198,9 +199,10 @@ def _rows(study: Study, scorers: dict[str, Scorer], cfg: Config) -> list[dict]:
         for name, u in util.items():
             m, lo, hi = mean_ci(u)
             row = {"method": name, "k_shot": k_shot, f"utility@{cfg.top_n}": m, "lo": lo, "hi": hi}
-            if CEILING in util:
-                d, dlo, dhi = mean_ci(u - util[CEILING])
-                row.update(vs_bayes=d, vs_bayes_lo=dlo, vs_bayes_hi=dhi)
+            for versus, key in ((CEILING, "vs_bayes"), (POPULARITY, "vs_popularity")):
+                if versus in util:
+                    d, dlo, dhi = mean_ci(u - util[versus])
+                    row.update({key: d, f"{key}_lo": dlo, f"{key}_hi": dhi})
             rows.append(row)
     return rows
 
