@@ -231,11 +231,14 @@ _KERNELS: dict[str, Distance] = {
 }
 
 
-def get_distance(name: str | Callable[..., Tensor], **params) -> Distance:
+def get_distance(name: str | Callable[..., Tensor], *, validate: bool = True, **params) -> Distance:
     """Resolve a metric name (or pass a callable through) to ``f(a, b) -> [..., n, m]``.
 
     ``params`` are bound to the metric, e.g. ``get_distance("mahalanobis", cov=S)``.
-    Names: ``"euclidean" | "squared_euclidean" | "cosine" | "mahalanobis"``. Chapter 02, section 1.
+    Names: ``"euclidean" | "squared_euclidean" | "cosine" | "mahalanobis"``. With
+    ``validate=False`` a named metric comes without its input checks (for a training loop
+    whose inputs were validated once at its boundary, e.g. ProtoNet's episodes); Mahalanobis
+    always validates its Σ. Shapes: a ``[..., n, d]``, b ``[..., m, d]``. Chapter 02, section 1.
     """
     if callable(name):
         return functools.partial(name, **params) if params else name
@@ -247,7 +250,7 @@ def get_distance(name: str | Callable[..., Tensor], **params) -> Distance:
                          "get_distance('mahalanobis', cov=shrunk_covariance(x))")
     if params and name != "mahalanobis":
         raise ValueError(f"the {name} distance takes no parameters, got {sorted(params)}")
-    fn = DISTANCES[name]
+    fn = DISTANCES[name] if validate else _KERNELS.get(name, DISTANCES[name])
     return functools.partial(fn, **params) if params else fn
 
 

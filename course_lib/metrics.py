@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["auc", "auc_from_counts", "log_loss", "expected_calibration_error", "mae", "rmse", "ndcg_at_k",
-           "mean_ci", "bootstrap_ci", "per_learner_metrics", "query_log_loss", "abs_correlation",
+__all__ = ["auc", "auc_from_counts", "binary_cross_entropy", "log_loss", "expected_calibration_error", "mae",
+           "rmse", "ndcg_at_k", "mean_ci", "proportion_ci", "censored_median", "learner_resamples", "bootstrap_ci",
+           "pooled_bootstrap", "per_learner_metrics", "query_log_loss", "abs_correlation",
            "ndcg_at_k_rows"]
 
 
@@ -46,10 +47,20 @@ def auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
         return (pos * (below + 0.5 * neg)).sum(-1) / (pos.sum(-1) * neg.sum(-1))
 
 
+def binary_cross_entropy(y_true: np.ndarray, y_prob: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Per-answer negative log-likelihood −[y log p + (1 − y) log(1 − p)], p clipped to [eps, 1 − eps].
+
+    Element-wise, any shape; no validation (the kernel behind `log_loss` and `pooled_bootstrap`).
+    """
+    p = np.clip(np.asarray(y_prob, float), eps, 1 - eps)
+    y = np.asarray(y_true, float)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
 def log_loss(y_true, y_prob, eps: float = 1e-6) -> float:
-    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 − eps])."""
+    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 − eps]); the one log loss of the course."""
     y_true, y_prob = _as_arrays(y_true, y_prob)
-    return float(skm.log_loss(y_true, np.clip(y_prob, eps, 1 - eps), labels=[0, 1]))
+    return float(binary_cross_entropy(y_true, y_prob, eps).mean())
 
 
 def expected_calibration_error(y_true, y_prob, n_bins: int = 10) -> float:
@@ -100,22 +111,58 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def proportion_ci(hits, level: float = 0.95) -> tuple[float, float, float]:
+    """Share of True in ``hits`` and its normal-approximation (Wald) interval m ± z √(m(1 − m)/n)."""
+    x = np.asarray(hits, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("no values to count")
+    from scipy.stats import norm
+
+    m = float(x.mean())
+    half = float(norm.ppf(0.5 + level / 2)) * np.sqrt(max(m * (1 - m), 1e-12) / x.size)
+    return m, m - half, m + half
+
+
+def censored_median(times) -> float:
+    """Median of times where NaN = the event did not happen (counted as later than any time).
+
+    NaN when more than half are censored (the median is then beyond the horizon). Chapter 07.
+    """
+    t = np.asarray(times, dtype=float)
+    med = float(np.median(np.where(np.isnan(t), np.inf, t)))
+    return med if np.isfinite(med) else float("nan")
+
+
+def learner_resamples(n_learners: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """How often each learner is drawn in each bootstrap resample: ``[n_boot, n_learners]`` counts.
+
+    Resample b draws ``n_learners`` learners with replacement from ``np.random.default_rng(seed)``
+    (the draws are made in order, one resample after the other): the same draws for every CI here.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n_boot, n_learners))
+    for b in range(n_boot):
+        out[b] = np.bincount(rng.integers(0, n_learners, n_learners), minlength=n_learners)
+    return out
+
+
 def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 200,
                  level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """A pooled metric over learners and its bootstrap CI, resampling *learners* (not answers).
 
     ``groups`` is one ``(y_true, y_pred)`` pair per learner; ``metric(y_true, y_pred)`` is applied to
-    the concatenation. Resampling whole learners respects the dependence within a learner.
+    the concatenation. Resampling whole learners respects the dependence within a learner. Any
+    metric, O(n) per resample in Python; for AUC and log loss use `pooled_bootstrap` (same draws,
+    same numbers, one matrix product for all resamples).
     """
     if not groups:
         raise ValueError("no learners to score")
-    rng = np.random.default_rng(seed)
     y = [np.asarray(g[0], float).ravel() for g in groups]
     p = [np.asarray(g[1], float).ravel() for g in groups]
     point = metric(np.concatenate(y), np.concatenate(p))
     stats = []
-    for _ in range(n_boot):
-        ix = rng.integers(0, len(groups), len(groups))
+    for counts in learner_resamples(len(groups), n_boot, seed).astype(int):
+        ix = np.repeat(np.arange(len(groups)), counts)
         stats.append(metric(np.concatenate([y[i] for i in ix]), np.concatenate([p[i] for i in ix])))
     lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(point), float(lo), float(hi)
@@ -146,8 +193,7 @@ def per_learner_metrics(pred, y, truth, eps: float = 1e-6) -> dict[str, np.ndarr
                          f"{p.shape}, {y.shape}, {t.shape}")
     if np.isnan(p).any() or np.isnan(y).any():
         raise ValueError("NaN in predictions or answers; drop missing answers before scoring")
-    pc = np.clip(p, eps, 1 - eps)
-    ll = -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(1)
+    ll = binary_cross_entropy(y, p, eps).mean(1)
     ranks = rankdata(p, axis=1)  # average ranks for ties, as roc_auc_score
     n_pos = y.sum(1)
     n_neg = y.shape[1] - n_pos
@@ -156,7 +202,6 @@ def per_learner_metrics(pred, y, truth, eps: float = 1e-6) -> dict[str, np.ndarr
     auc_[(n_pos == 0) | (n_neg == 0)] = np.nan
     return {"log_loss": ll, "accuracy": ((p > 0.5) == (y > 0.5)).mean(1), "auc": auc_,
             "rmse_to_truth": np.sqrt(((p - t) ** 2).mean(1))}
-
 
 
 def query_log_loss(pred, y_query, query_mask=None, eps: float = 1e-6) -> float:
@@ -208,3 +253,44 @@ def ndcg_at_k_rows(y_true, y_score, k: int = 3) -> np.ndarray:
     for i in np.nonzero(tied)[0]:
         out[i] = ndcg_at_k(y_true[i], y_score[i], k)
     return out
+
+
+def pooled_bootstrap(y, p, learner, *, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                     score_bins: int | None = None) -> dict[str, float]:
+    """Pooled AUC and log loss with 95 % CIs from a bootstrap over *learners*, by counting.
+
+    ``y``, ``p``, ``learner``: flat arrays (answer 0/1, predicted P(correct), learner id). The
+    resamples are `learner_resamples`' (the same as `bootstrap_ci`'s, so the intervals are the same
+    numbers). Every learner's answers are summarised once as counts of right / wrong per distinct
+    score; a resample is then one sparse matrix product and `auc_from_counts`. With ``score_bins``
+    the distinct scores are merged into that many equal-size rank bins (less memory; ties inside a
+    bin move the resampled AUC by < 1 / (2 · score_bins)); the point estimates stay exact.
+    Returns auc, auc_lo, auc_hi, logloss, logloss_lo, logloss_hi. Derived in chapter 05, section 6.
+    """
+    from scipy import sparse
+
+    y, p, learner = (np.asarray(v).ravel() for v in (y, p, learner))
+    if not (len(y) == len(p) == len(learner)) or len(y) == 0:
+        raise ValueError("y, p and learner must be non-empty arrays of the same length")
+    y, p = _as_arrays(y, p)
+    ids, lid = np.unique(learner, return_inverse=True)
+    uniq, inv = np.unique(p, return_inverse=True)
+    point_auc = float(auc_from_counts(np.bincount(inv, weights=y), np.bincount(inv, weights=1 - y)))
+    if score_bins is not None and len(uniq) > score_bins:
+        inv = (inv * score_bins) // len(uniq)
+    shape = (len(ids), int(inv.max()) + 1)
+    h_pos = sparse.csr_matrix((y, (lid, inv)), shape=shape)          # learner x score: right answers
+    h_neg = sparse.csr_matrix((1 - y, (lid, inv)), shape=shape)      # learner x score: wrong answers
+    nll = binary_cross_entropy(y, p)
+    nll_sum = np.bincount(lid, weights=nll, minlength=len(ids))
+    count = np.bincount(lid, minlength=len(ids)).astype(float)
+    w = learner_resamples(len(ids), n_boot, seed)                     # [n_boot, learners]
+    q = [(1 - level) / 2, (1 + level) / 2]
+    if n_boot:
+        aucs = auc_from_counts(np.asarray((h_pos.T @ w.T).T), np.asarray((h_neg.T @ w.T).T))
+        lls = w @ nll_sum / (w @ count)
+        (auc_lo, auc_hi), (ll_lo, ll_hi) = np.nanquantile(aucs, q), np.nanquantile(lls, q)
+    else:
+        auc_lo = auc_hi = ll_lo = ll_hi = float("nan")
+    return {"auc": point_auc, "auc_lo": float(auc_lo), "auc_hi": float(auc_hi), "logloss": float(nll.mean()),
+            "logloss_lo": float(ll_lo), "logloss_hi": float(ll_hi)}

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "TaskBatch",
+    "permutation",
+    "shuffled",
     "sample_sinusoid_tasks",
     "sinusoid",
     "sample_episodes",
@@ -92,6 +95,33 @@ class TaskBatch:
         pick = lambda t: None if t is None else t[i : i + 1] if i != -1 else t[-1:]  # noqa: E731
         return replace(self, **{f: pick(getattr(self, f)) for f in
                                 ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")})
+
+
+# --------------------------------------------------------------------------- seeded shuffles
+
+def permutation(n: int, generator: torch.Generator | np.random.Generator | None) -> Tensor | np.ndarray:
+    """A random order of 0..n−1 drawn from ``generator``: the one shuffle every sampler uses.
+
+    A ``torch.Generator`` gives a LongTensor ``[n]`` (``torch.randperm``); a NumPy
+    ``np.random.Generator`` gives an int64 array ``[n]`` (``Generator.permutation``), so a
+    study seeded through NumPy keeps its exact draws; None draws from torch's global generator
+    (seeded by ``seed_everything``). The same seed gives the same order. Derived in chapter 01,
+    section 3 (split by learner).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer (how many items to order), got {n!r}")
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randperm(int(n), generator=generator)
+    if isinstance(generator, np.random.Generator):
+        return generator.permutation(int(n))
+    raise ValueError(f"generator must be a torch.Generator or a numpy.random.Generator, got "
+                     f"{type(generator).__name__}; e.g. torch.Generator().manual_seed(0)")
+
+
+def shuffled(values: Tensor | np.ndarray,
+             generator: torch.Generator | np.random.Generator | None) -> Tensor | np.ndarray:
+    """``values`` (rows ``[n, ...]``) in the random order `permutation` draws from ``generator``."""
+    return values[permutation(len(values), generator)]
 
 
 # --------------------------------------------------------------------------- sinusoids (chapter 03)
@@ -177,11 +207,11 @@ def sample_episodes(
                          f"{min(short.values())} examples; lower k_shot or n_query")
     xs, ys, xq, yq = [], [], [], []
     for _ in range(n_tasks):
-        chosen = pool[torch.randperm(len(pool), generator=generator)[:n_way]]
+        chosen = pool[permutation(len(pool), generator)[:n_way]]
         sx, sy, qx, qy = [], [], [], []
         for label, c in enumerate(chosen.tolist()):
             ix = index_of[c]
-            pick = ix[torch.randperm(len(ix), generator=generator)[:need]]
+            pick = ix[permutation(len(ix), generator)[:need]]
             sx.append(x[pick[:k_shot]]); qx.append(x[pick[k_shot:]])
             sy.append(torch.full((k_shot,), label)); qy.append(torch.full((n_query,), label))
         xs.append(torch.cat(sx)); ys.append(torch.cat(sy)); xq.append(torch.cat(qx)); yq.append(torch.cat(qy))

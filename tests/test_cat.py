@@ -1,13 +1,11 @@
 """Computerized adaptive testing (chapter 07, part A): splits, selection rules, models, no leakage."""
 
-import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
 from course_lib.algorithms import MAML
 from course_lib.baselines.irt import eap_ability_batch, posterior_predictive_batch
-from course_lib.adaptive.cat import (CATSplit, IRTModel, MetaCATModel, pooled_auc_ci, run_cat, select_items,
+from course_lib.adaptive.cat import (CATSplit, IRTModel, MetaCATModel, run_cat, select_items,
                             split_items, summarize_cat, synthetic_learners)
 from course_lib.models.meta_irt import MetaIRT
 
@@ -51,7 +49,7 @@ def test_split_rejects_bad_input(learners, kwargs, match):
 
 
 def test_responses_must_be_binary():
-    with pytest.raises(ValueError, match="0 \\(wrong\\), 1"):
+    with pytest.raises(ValueError, match="0 \\(incorrect\\), 1"):
         split_items(torch.full((3, 30), 2.0), n_steps=5)
     with pytest.raises(ValueError, match="matrix"):
         split_items(torch.zeros(30), n_steps=5)
@@ -214,17 +212,3 @@ def test_run_cat_rejects_leaky_or_bad_input(bank, learners):
         run_cat(meta, r, sp, "random", n_steps=5)
     with pytest.raises(ValueError, match="NaN"):
         IRTModel(torch.tensor([1.0, float("nan")]), torch.zeros(2))
-
-
-# ----------------------------------------------------------------------------- scoring
-
-def test_pooled_auc_matches_sklearn_and_resamples_learners():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 600)
-    p = np.round(np.clip(0.3 * y + rng.random(600) * 0.7, 0, 1), 2)    # rounded: ties
-    learner = np.repeat(np.arange(60), 10)
-    auc, lo, hi = pooled_auc_ci(y, p, learner, n_boot=100)
-    assert auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert lo < auc < hi
-    with pytest.raises(ValueError, match="same length"):
-        pooled_auc_ci(y, p[:-1], learner)

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, Curriculum, FixedCurriculum,
-                                  OraclePolicy, ThompsonPolicy, default_classroom, fit_bkt, fit_bkt_pybkt,
-                                  log_likelihoods, logs_to_frame, meta_learn_prior, sample_hypotheses,
-                                  simulate)
+from course_lib.adaptive.bkt import fit_bkt, fit_bkt_pybkt
+from course_lib.adaptive.classroom import (PARAM_NAMES, Classroom, ClassroomLogs, Curriculum, default_classroom,
+                                           log_likelihoods, logs_to_frame, meta_learn_prior, sample_hypotheses,
+                                           simulate)
+from course_lib.adaptive.policies import FixedCurriculum, OraclePolicy, ThompsonPolicy
 
 PSI = np.array([[0.2, 0.25, 0.2, 0.1, 0.03]])
 

@@ -168,3 +168,15 @@ def test_study_synthetic_checksum():
     from course_lib.data.synthetic import STUDY_SHA256
     s = sample_2pl(2000, 60, missing_rate=0.05, seed=0)
     assert responses_checksum(s.responses) == STUDY_SHA256
+
+
+def test_load_study_data_by_name():
+    from course_lib.data.responses import DATASETS, load_study_data
+
+    d = load_study_data("verbagg")
+    assert d.groups is None and d.truth is None and d.responses.shape == (316, 24)
+    s = load_study_data("synthetic")
+    assert s.truth is not None and s.responses.shape == (2000, 60)
+    assert "swesat" in DATASETS
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_study_data("mnist")

@@ -171,3 +171,15 @@ def test_custom_callable_metric_passes_through():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="returned shape"):
         D.pairwise(a, b, lambda a, b: a.sum())
+
+
+def test_unvalidated_kernels_agree_and_skip_the_checks(ab):
+    a, b = ab
+    for name in ("euclidean", "squared_euclidean", "cosine"):
+        fast = D.get_distance(name, validate=False)
+        assert torch.equal(fast(a, b), D.get_distance(name)(a, b))
+        with pytest.raises(ValueError):
+            D.get_distance(name)(a, b.float())           # the checked metric says what is wrong ...
+        assert fast is not D.DISTANCES[name]             # ... the kernel trusts its inputs
+    with pytest.raises(ValueError, match="unknown distance"):
+        D.get_distance("manhattan", validate=False)

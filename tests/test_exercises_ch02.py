@@ -83,5 +83,5 @@ def test_knn_recommend_check():
     with pytest.raises(ExerciseError, match="raised"):
         ch02.check_knn_recommend(lambda d, w, k: 1 / 0)
     first_k = lambda d, w, k: w[:k].mode().values.repeat(d.shape[0])  # noqa: E731  ignores distances
-    with pytest.raises(ExerciseError, match="k smallest"):
+    with pytest.raises(ExerciseError, match="n_neighbors smallest"):
         ch02.check_knn_recommend(first_k)

@@ -183,3 +183,40 @@ def test_pretrain_finetune_moves_towards_the_support():
     ans = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
     p = pf.predict(items, ans, None, q, alpha=1.0, steps=3)
     assert (p[0, 3:] > p[1, 3:]).all() or (p[0, 3:] < p[1, 3:]).all()  # the ability moved
+
+
+# ----------------------------------------------------------------------------- one grid posterior
+
+def test_grid_log_likelihood_is_the_sum_over_answers():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 7, generator=g, dtype=torch.float64)              # [items, Q]
+    items = torch.tensor([[0, 2, 4], [1, 1, 3]])
+    answers = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    correct, wrong = irt.answer_counts(items, answers, mask, 5)
+    got = irt.grid_log_likelihood(correct, wrong, logits)
+    for i in range(2):
+        want = sum(torch.nn.functional.logsigmoid((2 * answers[i, j] - 1) * logits[items[i, j]])
+                   for j in range(3) if mask[i, j])
+        torch.testing.assert_close(got[i], want)
+
+
+def test_synthetic_ceiling_and_2pl_posterior_predictive_are_one_computation():
+    s = sample_2pl(30, 8, seed=2)
+    items = torch.tensor([[0, 3, 5], [1, 2, 7]])
+    answers = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    query = torch.tensor([[1, 2], [0, 6]])
+    ceiling = s.posterior_predictive(items, answers, None, query)
+    via_2pl = irt.posterior_predictive_batch(s.a[:, 0], s.b, items, answers, None, query)
+    torch.testing.assert_close(ceiling, via_2pl, atol=1e-6, rtol=0)
+
+
+def test_eap_predict_by_group_with_one_group_is_eap_predict():
+    s = sample_2pl(200, 10, seed=5)
+    fitted = irt.fit_2pl_by_group(s.responses, ["all"] * 10)
+    params = irt.fit_2pl(s.responses)
+    items, answers, query = torch.tensor([[0, 4], [2, 9]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[1], [3]])
+    torch.testing.assert_close(irt.eap_predict_by_group(fitted, 10, items, answers, None, query),
+                               irt.eap_predict(params, items, answers, None, query))
+    with pytest.raises(ValueError, match="groups has 3 labels"):
+        irt.fit_2pl_by_group(s.responses, ["a", "b", "c"])

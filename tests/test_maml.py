@@ -152,3 +152,71 @@ def test_bad_inputs_raise_clear_errors():
         m.adapt(torch.zeros(0, 1, dtype=torch.float64), torch.zeros(0, 1, dtype=torch.float64))
     with pytest.raises(ValueError, match="NaN"):
         m.adapt(torch.tensor([[float("nan")]], dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
+
+
+def test_alpha_has_one_form_inside_a_number_equals_the_same_rate_per_parameter():
+    # A scalar α and a dict of per-parameter rates holding the same value are the same objective.
+    net, batch, mse = small_net(), batch64(), get_loss("mse")
+    theta = {name: v.detach().clone().requires_grad_() for name, v in net.named_parameters()}
+    rates = {name: torch.full_like(v, 0.1) for name, v in theta.items()}
+    scalar = maml_loss(net, theta, batch, loss_fn=mse, alpha=0.1, steps=2)
+    per_param = maml_loss(net, theta, batch, loss_fn=mse, alpha=rates, steps=2)
+    g1 = torch.autograd.grad(scalar, list(theta.values()))
+    g2 = torch.autograd.grad(per_param, list(theta.values()))
+    assert torch.equal(scalar, per_param)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(g1, g2))
+    m = MAML(net, "mse", alpha=0.1)
+    assert set(m.alpha) == set(theta) and all(a.dim() == 0 and float(a) == 0.1 for a in m.alpha.values())
+    assert m.alphas is None and len(m.parameters()) == len(theta)
+    msgd = MAML(small_net(), "mse", alpha=0.1, meta_sgd=True)
+    assert msgd.alphas is msgd.alpha and len(msgd.parameters()) == 2 * len(theta)
+
+
+def test_alpha_and_steps_are_validated_at_the_boundary():
+    for bad in (0.0, -0.1, float("nan"), "0.1", True, None):
+        with pytest.raises(ValueError, match="alpha"):
+            MAML(small_net(), alpha=bad)
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError, match="steps"):
+            MAML(small_net(), steps=bad)
+    net, batch = small_net(), batch64()
+    theta = dict(net.named_parameters())
+    with pytest.raises(ValueError, match="no rate for the adapted parameters"):
+        inner_adapt(net, theta, batch.x_support[0], batch.y_support[0], None, loss_fn=get_loss("mse"),
+                    alpha={"0.weight": torch.tensor(0.1)}, steps=1)
+    with pytest.raises(ValueError, match="finite number"):
+        inner_adapt(net, theta, batch.x_support[0], batch.y_support[0], None, loss_fn=get_loss("mse"),
+                    alpha=float("inf"), steps=1)
+
+
+def test_wrapper_state_is_the_models_parameters_read_afresh_and_pure_functions_agree():
+    # θ is read from the model at every use: replacing a parameter (load_state_dict(assign=True))
+    # is seen at once, and the wrapper's adapt_batch is the pure function on that θ.
+    from course_lib.algorithms.maml import adapt_batch, predict_batch
+
+    net, batch = small_net(), batch64()
+    m = MAML(net, "mse", alpha=0.1, steps=2)
+    new_state = {name: v.detach() + 0.5 for name, v in small_net(seed=3).state_dict().items()}
+    net.load_state_dict(new_state, assign=True)
+    assert all(torch.equal(m.theta[name], new_state[name]) for name in new_state)
+    phi = m.adapt_batch(batch)
+    pure = adapt_batch(net, dict(net.named_parameters()), batch, loss_fn=get_loss("mse"), alpha=0.1, steps=2)
+    assert all(torch.equal(phi[name], pure[name]) for name in phi)
+    assert torch.equal(m.predict_batch(phi, batch.x_query), predict_batch(net, pure, batch.x_query))
+    before = {name: v.detach().clone() for name, v in net.named_parameters()}
+    m.adapt_batch(batch)
+    m.adapt(batch.x_support[0], batch.y_support[0])
+    assert all(torch.equal(before[name], v) for name, v in net.named_parameters())  # adapting is pure
+
+
+def test_bad_batches_samplers_and_step_counts_raise_clear_errors():
+    net, batch = small_net(), batch64()
+    m = MAML(net, "mse", alpha=0.1)
+    with pytest.raises(ValueError, match="TaskBatch"):
+        m.adapt_batch((batch.x_support, batch.y_support))
+    with pytest.raises(ValueError, match="sample must be a function"):
+        m.fit(batch, 3, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        m.adapt_batch(batch, steps=-1)
+    with pytest.raises(ValueError, match="steps"):
+        m.adapt(batch.x_support[0], batch.y_support[0], steps=2.5)

@@ -75,3 +75,66 @@ def test_ndcg_rows_hand_computed_and_equal_to_ndcg_at_k_with_ties():
     assert np.allclose(got, want)
     with pytest.raises(ValueError, match="students, n"):
         metrics.ndcg_at_k_rows(y[0], s[0])
+
+
+def test_pooled_bootstrap_auc_matches_sklearn_and_resamples_learners():
+    """(was tests/test_cat.py's pooled_auc_ci test) exact counting path, no score bins."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    p = np.round(np.clip(0.3 * y + rng.random(600) * 0.7, 0, 1), 2)    # rounded: ties
+    learner = np.repeat(np.arange(60), 10)
+    m = metrics.pooled_bootstrap(y, p, learner, n_boot=100)
+    auc, lo, hi = m["auc"], m["auc_lo"], m["auc_hi"]
+    assert auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert lo < auc < hi
+    with pytest.raises(ValueError, match="same length"):
+        metrics.pooled_bootstrap(y, p[:-1], learner)
+
+
+def test_pooled_bootstrap_equals_bootstrap_ci():
+    """(was tests/test_cold_start.py's pooled_metrics test) the fast path = the generic bootstrap."""
+    rng = np.random.default_rng(0)
+    learner = np.repeat(np.arange(25), 12)
+    p = np.round(rng.random(len(learner)), 2)
+    y = (rng.random(len(learner)) < p).astype(float)
+    m = metrics.pooled_bootstrap(y, p, learner, n_boot=60, seed=5, score_bins=4096)
+    groups = [(y[learner == i], p[learner == i]) for i in range(25)]
+    point, lo, hi = metrics.bootstrap_ci(metrics.auc, groups, n_boot=60, seed=5)
+    assert m["auc"] == pytest.approx(metrics.auc(y, p)) == pytest.approx(point)
+    assert m["auc_lo"] == pytest.approx(lo) and m["auc_hi"] == pytest.approx(hi)
+    assert m["logloss"] == pytest.approx(metrics.log_loss(y, p))
+    _, llo, lhi = metrics.bootstrap_ci(metrics.log_loss, groups, n_boot=60, seed=5)
+    assert m["logloss_lo"] == pytest.approx(llo, abs=1e-6) and m["logloss_hi"] == pytest.approx(lhi, abs=1e-6)
+
+
+def test_score_bins_move_the_interval_by_less_than_the_bound():
+    rng = np.random.default_rng(1)
+    learner = np.repeat(np.arange(40), 30)
+    p = rng.random(len(learner))                                         # 1200 distinct scores
+    y = (rng.random(len(learner)) < p).astype(float)
+    exact = metrics.pooled_bootstrap(y, p, learner, n_boot=50, seed=2)
+    binned = metrics.pooled_bootstrap(y, p, learner, n_boot=50, seed=2, score_bins=64)
+    assert binned["auc"] == exact["auc"]                                 # the point estimate stays exact
+    for key in ("auc_lo", "auc_hi"):
+        assert abs(binned[key] - exact[key]) <= 1 / (2 * 64)
+        assert binned[key] != exact[key]                                 # the bins did merge scores
+
+
+def test_log_loss_equals_sklearn():
+    from sklearn.metrics import log_loss as sk_log_loss
+    rng = np.random.default_rng(3)
+    p = np.r_[rng.random(200), 0.0, 1.0]                                 # clipped at the ends
+    y = (rng.random(202) < 0.5).astype(float)
+    assert metrics.log_loss(y, p) == pytest.approx(sk_log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]),
+                                                   rel=1e-12)
+
+
+def test_learner_resamples_counts_and_proportion_ci_and_censored_median():
+    w = metrics.learner_resamples(7, 5, seed=0)
+    assert w.shape == (5, 7) and (w.sum(1) == 7).all()
+    draws = np.random.default_rng(0)
+    assert (w[0] == np.bincount(draws.integers(0, 7, 7), minlength=7)).all()
+    m, lo, hi = metrics.proportion_ci([True, False, True, True])
+    assert m == 0.75 and lo < m < hi and hi - m == pytest.approx(1.959964 * np.sqrt(0.75 * 0.25 / 4), rel=1e-6)
+    assert metrics.censored_median([1.0, 2.0, np.nan]) == 2.0
+    assert np.isnan(metrics.censored_median([1.0, np.nan, np.nan]))

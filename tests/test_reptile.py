@@ -63,3 +63,9 @@ def test_bad_arguments():
         Reptile(net, steps=0)
     with pytest.raises(ValueError, match="empty"):
         Reptile(net).adapt(torch.zeros(0, 1), torch.zeros(0, 1))
+
+
+def test_step_sizes_are_validated_at_the_boundary():
+    for kwargs in ({"alpha": 0.0}, {"alpha": -0.1}, {"beta": 0.0}, {"alpha": float("nan")}, {"steps": 1.5}):
+        with pytest.raises(ValueError, match="alpha|beta|steps"):
+            Reptile(nn.Linear(1, 1), **kwargs)

@@ -79,3 +79,25 @@ def test_taskbatch_validation():
         TaskBatch(torch.zeros(2, 0, 1), torch.zeros(2, 0, 1), z, z)
     with pytest.raises(ValueError, match="query_mask"):
         TaskBatch(z, z, z, z, query_mask=torch.ones(2, 3))
+
+
+def test_permutation_is_a_seeded_permutation_from_either_library():
+    import numpy as np
+
+    from course_lib.tasks import permutation, shuffled
+
+    for n in (0, 1, 7, 100):
+        p = permutation(n, torch.Generator().manual_seed(4))
+        assert sorted(p.tolist()) == list(range(n))
+        assert torch.equal(p, torch.randperm(n, generator=torch.Generator().manual_seed(4)))
+        q = permutation(n, np.random.default_rng(4))
+        assert sorted(q.tolist()) == list(range(n))
+        assert np.array_equal(q, np.random.default_rng(4).permutation(n))
+        values = np.arange(n) * 10 + 3
+        assert np.array_equal(shuffled(values, np.random.default_rng(2)), np.random.default_rng(2).permutation(values))
+    assert not torch.equal(permutation(50, torch.Generator().manual_seed(0)),
+                           permutation(50, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="generator must be"):
+        permutation(3, 0)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        permutation(-1, torch.Generator())

@@ -35,13 +35,13 @@ def logistic_tasks(tasks=4, m=3, n=6, d=3, seed=0):
 
 
 def test_coefficients_match_the_paper():
-    for k in range(1, 7):
-        assert T.coefficients("maml", k) == (1, 2 * (k - 1))
-        assert T.coefficients("fomaml", k) == (1, k - 1)
-        assert T.coefficients("reptile", k) == (k, k * (k - 1) // 2)
+    for steps in range(1, 7):
+        assert T.coefficients("maml", steps) == (1, 2 * (steps - 1))
+        assert T.coefficients("fomaml", steps) == (1, steps - 1)
+        assert T.coefficients("reptile", steps) == (steps, steps * (steps - 1) // 2)
     with pytest.raises(ValueError, match="unknown algorithm"):
         T.coefficients("protonet", 2)
-    with pytest.raises(ValueError, match="k must be an integer"):
+    with pytest.raises(ValueError, match="steps must be an integer"):
         T.coefficients("maml", 0)
 
 
@@ -57,17 +57,18 @@ def test_orderings_are_all_ordered_tuples_of_distinct_minibatches():
 @pytest.mark.parametrize("make, loss", [(mlp_tasks, "mse"), (logistic_tasks, "bce")])
 def test_residual_shrinks_like_alpha_squared(make, loss):
     net, x, y = make()
-    rows = T.residual_study(net, x, y, alphas=(0.004, 0.002, 0.001), ks=(2, 3), loss=loss, progress=False)
+    rows = T.residual_study(net, x, y, alphas=(0.004, 0.002, 0.001), steps_grid=(2, 3), loss=loss,
+                            progress=False)
     for algo in T.ALGORITHMS:
-        for k in (2, 3):
-            r = [row for row in rows if row["algorithm"] == algo and row["k"] == k]
+        for steps in (2, 3):
+            r = [row for row in rows if row["algorithm"] == algo and row["steps"] == steps]
             res = [row["residual"] for row in r]
             lead = [row["residual_leading"] for row in r]
             # Halving α divides the residual by ~4 (O(α²)) but the leading-term residual only by ~2 (O(α)).
             for a, b in zip(res, res[1:]):
-                assert 3.5 < a / b < 4.5, (algo, k, res)
+                assert 3.5 < a / b < 4.5, (algo, steps, res)
             for a, b in zip(lead, lead[1:]):
-                assert 1.7 < a / b < 2.3, (algo, k, lead)
+                assert 1.7 < a / b < 2.3, (algo, steps, lead)
             assert 1.85 < T.loglog_slope([row["alpha"] for row in r], res) < 2.15
             assert res[-1] < 0.05 * lead[-1]  # the AvgGradInner term explains almost all of the rest
 
@@ -76,7 +77,7 @@ def test_k1_every_algorithm_is_the_average_gradient():
     net, x, y = mlp_tasks()
     terms = T.taylor_terms(net, x, y)
     alpha = 0.05  # not small: the identity is exact for k = 1, not only to O(α²)
-    upd = T.expected_updates(net, x, y, k=1, alpha=alpha)
+    upd = T.expected_updates(net, x, y, steps=1, alpha=alpha)
     for algo in T.ALGORITHMS:
         torch.testing.assert_close(T.flatten(upd[algo]), T.flatten(terms["avg_grad"]), rtol=1e-10, atol=1e-12)
     # FOMAML and Reptile coincide, and Reptile's θ − φ is α times the gradient, also with course_lib's
@@ -151,12 +152,12 @@ def test_loglog_slope_and_bad_inputs():
     with pytest.raises(ValueError, match=r"\[tasks, minibatches, n"):
         T.taylor_terms(net, x[0, 0], y[0, 0])
     with pytest.raises(ValueError, match="at least 4 minibatches"):
-        T.expected_updates(net, x, y, k=4, alpha=0.1)
+        T.expected_updates(net, x, y, steps=4, alpha=0.1)
     with pytest.raises(ValueError, match="alpha"):
-        T.expected_updates(net, x, y, k=2, alpha=0.0)
+        T.expected_updates(net, x, y, steps=2, alpha=0.0)
     bad = x.clone()
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         T.taylor_terms(net, bad, y)
     with pytest.raises(ValueError, match="positive"):
-        T.residual_study(net, x, y, alphas=(), ks=(2,), progress=False)
+        T.residual_study(net, x, y, alphas=(), steps_grid=(2,), progress=False)

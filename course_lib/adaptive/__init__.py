@@ -1,2 +1,2 @@
-"""Acting on a learner (chapter 07): ``cat`` picks the next test item, ``classroom`` simulates
-knowledge-tracing learners and the policies that plan their next activity."""
+"""Acting on a learner (chapter 07): ``cat`` picks the next test item; ``classroom`` simulates
+knowledge-tracing learners, ``policies`` plan their next activity, ``bkt`` fits BKT from their logs."""

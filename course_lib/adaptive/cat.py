@@ -27,11 +27,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from course_lib.metrics import auc_from_counts
-from course_lib.baselines.irt import fisher_information, prob_correct
+from course_lib.baselines.irt import fisher_information, prob_correct, quadrature_grid
+from course_lib.data.responses import validate_responses
+from course_lib.metrics import learner_resamples, pooled_bootstrap
 
 __all__ = ["CATSplit", "CATModel", "IRTModel", "MetaCATModel", "RULES", "split_items", "select_items",
-           "CATTrace", "run_cat", "summarize_cat", "synthetic_learners", "pooled_auc_ci"]
+           "CATTrace", "run_cat", "summarize_cat", "synthetic_learners"]
 
 RULES = ("random", "max_information")
 
@@ -49,24 +50,16 @@ class CATSplit:
     heldout: Tensor
 
 
-def _check_responses(responses) -> Tensor:
-    r = torch.as_tensor(responses, dtype=torch.float32) if not isinstance(responses, Tensor) else responses.float()
-    if r.dim() != 2:
-        raise ValueError(f"responses must be a [learners, items] matrix, got shape {tuple(r.shape)}")
-    ok = torch.isnan(r) | (r == 0) | (r == 1)
-    if not ok.all():
-        raise ValueError("responses must hold 0 (wrong), 1 (correct) or NaN (missing) only")
-    return r
-
-
 def split_items(responses: Tensor, n_steps: int, holdout_frac: float = 0.2, seed: int = 0) -> CATSplit:
     """Per learner, hold out a random ``holdout_frac`` of the *answered* items (at least one).
 
     The rest of the answered items is the pool the test may ask from; missing answers are in
     neither (a test cannot ask an item whose answer we do not have). Every learner needs at least
-    ``n_steps`` pool items. ``responses [learners, items]`` with NaN = missing. Chapter 07, section 1.
+    ``n_steps`` pool items. ``responses [learners, items]`` with NaN = missing. This is where a
+    response matrix enters the CAT path, so it is validated here (`validate_responses`); `run_cat`
+    and `summarize_cat` then trust the matrix the split was made from. Chapter 07, section 1.
     """
-    r = _check_responses(responses)
+    r = validate_responses(responses, name="responses")
     if not (0 < holdout_frac < 1):
         raise ValueError(f"holdout_frac must lie in (0, 1), got {holdout_frac}")
     if n_steps < 1:
@@ -134,8 +127,6 @@ class IRTModel:
         if groups.shape != a.shape or groups.min() < 0:
             raise ValueError(f"groups must hold one non-negative group index per item ({len(a)}), got "
                              f"shape {tuple(groups.shape)}")
-        from course_lib.baselines.irt import quadrature_grid
-
         self.a, self.b, self.name, self.groups = a, b, name, groups
         self.n_groups = int(groups.max()) + 1
         self.nodes, self.log_w = quadrature_grid(n_quad)
@@ -290,9 +281,10 @@ def run_cat(model: CATModel, responses: Tensor, split: CATSplit, rule: str, n_st
     Items are chosen by ``rule`` from ``split.pool`` only (never from ``split.heldout``, never twice);
     after each answer ``model.predict`` scores the held-out items and ``scorer`` (default: the model
     itself if it is an `IRTModel`) estimates the 2PL ability from the items asked so far.
+    ``responses`` must be the (validated) matrix ``split`` was made from by `split_items`.
     Derived in chapter 07, sections 2-3.
     """
-    r = _check_responses(responses)
+    r = _matching(responses, split)
     if split.pool.shape != r.shape or split.heldout.shape != r.shape:
         raise ValueError(f"split masks must have the shape of responses {tuple(r.shape)}")
     if (split.pool & split.heldout).any():
@@ -335,31 +327,13 @@ def run_cat(model: CATModel, responses: Tensor, split: CATSplit, rule: str, n_st
 
 # ----------------------------------------------------------------------------- scoring
 
-def _weighted_auc(order_score: np.ndarray, y: np.ndarray, w: np.ndarray, group: np.ndarray) -> float:
-    """AUC of scores with sample weights ``w``; ties (same ``group`` id, scores sorted) count ½."""
-    return float(auc_from_counts(np.bincount(group, weights=w * y), np.bincount(group, weights=w * (1 - y))))
-
-
-def pooled_auc_ci(y: np.ndarray, p: np.ndarray, learner: np.ndarray, n_boot: int = 200, level: float = 0.95,
-                  seed: int = 0) -> tuple[float, float, float]:
-    """AUC over all learners' answers pooled, with a bootstrap CI that resamples *learners*.
-
-    ``y, p, learner`` are flat arrays (answer, prediction, learner id). Same number as
-    ``course_lib.metrics.bootstrap_ci(auc, ...)`` but O(n) per resample. Chapter 07, section 4.
-    """
-    y, p, learner = (np.asarray(v).ravel() for v in (y, p, learner))
-    if not (len(y) == len(p) == len(learner)) or len(y) == 0:
-        raise ValueError("y, p and learner must be non-empty arrays of the same length")
-    _, group = np.unique(p, return_inverse=True)
-    ids, lid = np.unique(learner, return_inverse=True)
-    point = _weighted_auc(p, y, np.ones(len(y)), group)
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
-        stats.append(_weighted_auc(p, y, counts[lid].astype(float), group))
-    lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return point, float(lo), float(hi)
+def _matching(responses: Tensor, split: CATSplit) -> Tensor:
+    """The float tensor ``split`` was made from (checked by shape only: `split_items` validated it)."""
+    r = torch.as_tensor(responses, dtype=torch.float32)
+    if r.shape != split.pool.shape:
+        raise ValueError(f"responses {tuple(r.shape)} must be the matrix the split was made from "
+                         f"{tuple(split.pool.shape)}; build the split with split_items(responses, ...)")
+    return r
 
 
 def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference_theta: Tensor,
@@ -367,9 +341,10 @@ def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference
     """Held-out AUC (pooled, learner-bootstrap 95 % CI) and ability RMSE vs ``reference_theta [L]`` per n.
 
     On real data the reference is the 2PL EAP from *all* the learner's answers (the truth is
-    unknown); on synthetic learners it is the true ability. Chapter 07, section 4.
+    unknown); on synthetic learners it is the true ability. The AUC interval is
+    `course_lib.metrics.pooled_bootstrap` (exact, no score bins). Chapter 07, section 4.
     """
-    r = _check_responses(responses)
+    r = _matching(responses, split)
     L = r.shape[0]
     ref = torch.as_tensor(reference_theta, dtype=torch.float32)
     if ref.shape != (L,):
@@ -377,18 +352,16 @@ def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference
     hold = split.heldout.numpy()
     y = r.numpy()[hold]
     learner = np.broadcast_to(np.arange(L)[:, None], hold.shape)[hold]
-    rng = np.random.default_rng(seed)
-    boots = [rng.integers(0, L, L) for _ in range(n_boot)]
+    boots = learner_resamples(L, n_boot, seed)                                  # [n_boot, L]
     rows = []
     for n in range(trace.asked.shape[1]):
         p = trace.heldout_prob[n].numpy()[hold]
-        auc, lo, hi = pooled_auc_ci(y, p, learner, n_boot=n_boot, seed=seed + n)
+        m = pooled_bootstrap(y, p, learner, n_boot=n_boot, seed=seed + n)
         err2 = ((trace.theta[:, n] - ref) ** 2).numpy()
-        rmse_boot = [np.sqrt(err2[b].mean()) for b in boots]
-        rlo, rhi = np.quantile(rmse_boot, [0.025, 0.975])
-        rows.append({"method": trace.method, "rule": trace.rule, "n_items": n + 1, "auc": auc, "auc_lo": lo,
-                     "auc_hi": hi, "ability_rmse": float(np.sqrt(err2.mean())), "ability_rmse_lo": float(rlo),
-                     "ability_rmse_hi": float(rhi), "n_learners": L})
+        rlo, rhi = np.quantile(np.sqrt(boots @ err2 / L), [0.025, 0.975])
+        rows.append({"method": trace.method, "rule": trace.rule, "n_items": n + 1, "auc": m["auc"],
+                     "auc_lo": m["auc_lo"], "auc_hi": m["auc_hi"], "ability_rmse": float(np.sqrt(err2.mean())),
+                     "ability_rmse_lo": float(rlo), "ability_rmse_hi": float(rhi), "n_learners": L})
     return pd.DataFrame(rows)
 
 

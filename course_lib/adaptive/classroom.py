@@ -1,4 +1,4 @@
-"""A simulated classroom of knowledge-tracing learners, and policies that plan their next activity.
+"""A simulated classroom of knowledge-tracing learners: curriculum, learner types, the exact belief, logs.
 
 Derived in chapter 07 (Adaptive difficulty and learning paths), part B. The pieces:
 
@@ -10,13 +10,13 @@ Derived in chapter 07 (Adaptive difficulty and learning paths), part B. The piec
   1 − slip if s is mastered and guess if not; afterwards a mastered skill is forgotten with
   probability forget and an unmastered one is learned with probability learn · ease_s, times
   ``blocked_learn`` while a prerequisite of s is not mastered (section 5).
-* **Policies** choose the next activity (which skill to practise): a fixed curriculum, and a
+* **Policies** (`course_lib.adaptive.policies`) choose the next activity (which skill to practise): a fixed curriculum, and a
   Thompson-sampling bandit over activities that tracks, for every hypothesis ψ_h about the learner,
   the exact belief over the 2^S joint mastery states (section 7). The bandit starts either from a
   flat prior over hypotheses ("from scratch") or from a prior *meta-learned* on past cohorts by
   empirical Bayes (`meta_learn_prior`, section 8): the prior over learners is the meta-parameter θ,
   the posterior of one learner is that learner's adapted φ_i.
-* **Fitting BKT** from logs: `fit_bkt` (Baum-Welch vectorised over learners, the same EM as pyBKT)
+* **Fitting BKT** from logs (`course_lib.adaptive.bkt`): `fit_bkt` (Baum-Welch vectorised over learners, the same EM as pyBKT)
   and `fit_bkt_pybkt` (the pyBKT library itself), both returning one row of parameters per skill.
 
 Everything is NumPy, vectorised over learners; randomness only through explicit seeds.
@@ -24,9 +24,6 @@ Everything is NumPy, vectorised over learners; randomness only through explicit 
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,16 +37,13 @@ __all__ = [
     "ClassroomLogs",
     "default_classroom",
     "sample_hypotheses",
-    "FixedCurriculum",
-    "ThompsonPolicy",
-    "OraclePolicy",
+    "check_psi",
+    "JointBelief",
     "simulate",
     "log_likelihoods",
     "meta_learn_prior",
     "logs_to_frame",
     "logs_checksum",
-    "fit_bkt",
-    "fit_bkt_pybkt",
 ]
 
 PARAM_NAMES = ("prior", "learn", "guess", "slip", "forget")
@@ -60,7 +54,8 @@ SCRATCH_RANGES = {"prior": (0.0, 0.5), "learn": (0.02, 0.5), "guess": (0.05, 0.4
 """The flat "from scratch" prior: each BKT parameter uniform on this range (chapter 07, section 7)."""
 
 
-def _check_psi(psi: np.ndarray, name: str) -> np.ndarray:
+def check_psi(psi: np.ndarray, name: str) -> np.ndarray:
+    """Check an array of BKT parameter rows ``[n, 5]`` (columns `PARAM_NAMES`, each in [0, 1])."""
     psi = np.asarray(psi, dtype=float)
     if psi.ndim != 2 or psi.shape[1] != 5:
         raise ValueError(f"{name} must have shape [n, 5] with columns {PARAM_NAMES}, got {psi.shape}")
@@ -125,7 +120,7 @@ class Curriculum:
 
     def expand(self, psi: np.ndarray) -> dict[str, np.ndarray]:
         """Per-skill BKT parameters of hypotheses ``psi [H, 5]`` → dict of ``[H, S]`` arrays."""
-        psi = _check_psi(psi, "psi")
+        psi = check_psi(psi, "psi")
         out = {name: np.repeat(psi[:, i:i + 1], self.n_skills, axis=1) for i, name in enumerate(PARAM_NAMES)}
         out["learn"] = out["learn"] * np.asarray(self.ease)[None, :]
         return out
@@ -145,7 +140,7 @@ class Classroom:
     type_params: np.ndarray = field(repr=False)
 
     def __post_init__(self) -> None:
-        psi = _check_psi(self.type_params, "type_params")
+        psi = check_psi(self.type_params, "type_params")
         if len(self.learner_types) != psi.shape[0] or len(self.type_weights) != psi.shape[0]:
             raise ValueError(f"learner_types ({len(self.learner_types)}), type_weights "
                              f"({len(self.type_weights)}) and type_params rows ({psi.shape[0]}) must match")
@@ -202,15 +197,15 @@ def sample_hypotheses(n: int, seed: int, ranges: dict[str, tuple[float, float]] 
     hi = np.array([ranges[p][1] for p in PARAM_NAMES])
     if (lo < 0).any() or (hi > 1).any() or (lo > hi).any():
         raise ValueError(f"each range must satisfy 0 <= lo <= hi <= 1, got {ranges}")
-    return _check_psi(lo + (hi - lo) * rng.random((int(n), 5)), "sampled hypotheses")
+    return check_psi(lo + (hi - lo) * rng.random((int(n), 5)), "sampled hypotheses")
 
 
 # ----------------------------------------------------------------------------------------------------
 # The exact belief over joint mastery states (2^S of them) under H hypotheses. Chapter 07, section 7.
 # ----------------------------------------------------------------------------------------------------
 
-class _JointModel:
-    """Tables of the joint-state hidden Markov model for H hypotheses, Z = 2^S joint mastery states."""
+class JointBelief:
+    """The exact belief's tables. Tables of the joint-state hidden Markov model for H hypotheses, Z = 2^S joint mastery states."""
 
     def __init__(self, curriculum: Curriculum, psi: np.ndarray) -> None:
         p = curriculum.expand(psi)
@@ -266,135 +261,6 @@ class _JointModel:
 
 # ----------------------------------------------------------------------------------------------------
 # Policies: begin(n, types) -> state; act(state, rng) -> activities [N]; update(state, a, y) -> state
-# ----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FixedCurriculum:
-    """Practise the skills in prerequisite order, ``block`` activities each, then start the cycle again.
-
-    The policy every learner gets in a classroom without personalisation. Chapter 07, section 5.
-    """
-
-    curriculum: Curriculum
-    block: int = 8
-    name: str = "fixed curriculum"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.block, (int, np.integer)) or self.block < 1:
-            raise ValueError(f"block must be a positive int, got {self.block!r}")
-
-    def begin(self, n_learners: int, learner_types: np.ndarray) -> dict:
-        """Start ``n_learners`` learners at step 0."""
-        return {"t": 0, "n": n_learners}
-
-    def act(self, state: dict, rng: np.random.Generator) -> np.ndarray:
-        """The same skill for everybody: the current block's."""
-        order = self.curriculum.topological_order()
-        return np.full(state["n"], order[(state["t"] // self.block) % len(order)], dtype=np.int64)
-
-    def update(self, state: dict, activity: np.ndarray, correct: np.ndarray) -> dict:
-        """Move to the next step (the fixed curriculum ignores the answers)."""
-        state["t"] += 1
-        return state
-
-    def mastery_estimate(self, state: dict) -> np.ndarray | None:
-        """A fixed curriculum keeps no estimate."""
-        return None
-
-
-@dataclass(frozen=True)
-class ThompsonPolicy:
-    """A Thompson-sampling bandit over activities, Bayesian over the learner's BKT parameters.
-
-    For every hypothesis ψ_h (rows of ``hypotheses [H, 5]``, prior weights ``weights [H]``) the
-    policy tracks the exact belief over joint mastery states. Each step it samples one hypothesis
-    from the learner's posterior and practises the skill with the largest expected gain in the
-    number of mastered skills (``sample=False``: use the posterior mean instead of a sample).
-    Flat ``weights`` = "from scratch"; weights from `meta_learn_prior` = "meta-learned prior".
-    Derived in chapter 07, sections 7-8.
-    """
-
-    curriculum: Curriculum
-    hypotheses: np.ndarray = field(repr=False)
-    weights: np.ndarray | None = field(default=None, repr=False)
-    sample: bool = True
-    name: str = "Thompson sampling"
-
-    def __post_init__(self) -> None:
-        psi = _check_psi(self.hypotheses, "hypotheses")
-        if self.weights is not None:
-            w = np.asarray(self.weights, dtype=float)
-            if w.shape != (psi.shape[0],) or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-                raise ValueError(f"weights must be {psi.shape[0]} non-negative numbers with a positive sum")
-
-    def _log_prior(self, n_learners: int, learner_types: np.ndarray) -> np.ndarray:
-        H = len(self.hypotheses)
-        w = np.full(H, 1.0 / H) if self.weights is None else np.asarray(self.weights, float) / np.sum(self.weights)
-        return np.broadcast_to(np.log(np.maximum(w, 1e-300)), (n_learners, H)).copy()
-
-    def begin(self, n_learners: int, learner_types: np.ndarray) -> dict:
-        """Every learner starts from the prior: belief ``[N, H, Z]`` and log weights ``[N, H]``."""
-        model = _JointModel(self.curriculum, self.hypotheses)
-        belief = np.broadcast_to(model.init.astype(np.float32), (n_learners, *model.init.shape)).copy()
-        return {"model": model, "belief": belief, "log_w": self._log_prior(n_learners, learner_types)}
-
-    @staticmethod
-    def _posterior(log_w: np.ndarray) -> np.ndarray:
-        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-        return w / w.sum(axis=1, keepdims=True)
-
-    def act(self, state: dict, rng: np.random.Generator) -> np.ndarray:
-        """The skill with the largest expected mastery gain under a posterior sample (ties at random)."""
-        model, belief = state["model"], state["belief"]
-        w = self._posterior(state["log_w"])                                              # [N, H]
-        n = len(w)
-        if self.sample:
-            h = (w.cumsum(axis=1) < rng.random(n)[:, None]).sum(axis=1).clip(max=w.shape[1] - 1)
-            gain = np.einsum("nz,nsz->ns", belief[np.arange(n), h], model.gain[h])
-        else:
-            gain = (w[:, :, None] * belief).reshape(n, -1) @ model.gain_flat
-        return np.argmax(gain + 1e-9 * rng.random(gain.shape), axis=1)
-
-    def update(self, state: dict, activity: np.ndarray, correct: np.ndarray) -> dict:
-        """Condition every hypothesis' belief on the answer, then apply the learning transition."""
-        state["model"].update(state["belief"], state["log_w"], activity, correct)
-        state["log_w"] -= state["log_w"].max(axis=1, keepdims=True)
-        return state
-
-    def mastery_estimate(self, state: dict) -> np.ndarray:
-        """P(skill s is mastered | answers so far), averaged over the posterior → ``[N, S]``."""
-        w = self._posterior(state["log_w"])
-        return (w[:, None, :] @ state["belief"])[:, 0, :] @ state["model"].bits.astype(float)
-
-    def posterior(self, state: dict) -> np.ndarray:
-        """The learner's posterior over hypotheses (the adapted φ_i) → ``[N, H]``."""
-        return self._posterior(state["log_w"])
-
-
-@dataclass(frozen=True)
-class OraclePolicy(ThompsonPolicy):
-    """The same tutor told each learner's true type: what knowing the learner is worth.
-
-    ``hypotheses`` are the classroom's true ``type_params``; each learner's prior is one-hot on
-    their own type. It is a reference, not an upper bound: the one-step-greedy rule is not an
-    optimal policy, and without posterior samples it does not explore. Chapter 07, section 9.
-    """
-
-    name: str = "oracle (knows the type)"
-    uses_true_type: bool = True
-
-    def _log_prior(self, n_learners: int, learner_types: np.ndarray) -> np.ndarray:
-        H = len(self.hypotheses)
-        types = np.asarray(learner_types)
-        if types.shape != (n_learners,) or types.min() < 0 or types.max() >= H:
-            raise ValueError("OraclePolicy needs one learner type per learner, indexing its hypotheses")
-        log_w = np.full((n_learners, H), -np.inf)
-        log_w[np.arange(n_learners), types] = 0.0
-        return np.where(np.isinf(log_w), -1e30, log_w)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Simulation
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -522,10 +388,10 @@ def simulate(classroom: Classroom, policy, n_learners: int, horizon: int, seed: 
 def log_likelihoods(curriculum: Curriculum, logs: ClassroomLogs, hypotheses: np.ndarray,
                     chunk: int = 256) -> np.ndarray:
     """log P(learner n's answers | ψ_h), exact over the joint mastery states → ``[N, H]``."""
-    psi = _check_psi(hypotheses, "hypotheses")
+    psi = check_psi(hypotheses, "hypotheses")
     if logs.activity.max() >= curriculum.n_skills:
         raise ValueError("the logs practise a skill the curriculum does not have")
-    model = _JointModel(curriculum, psi)
+    model = JointBelief(curriculum, psi)
     out = np.zeros((logs.n_learners, len(psi)))
     for lo in range(0, logs.n_learners, chunk):
         sl = slice(lo, lo + chunk)
@@ -601,166 +467,3 @@ def logs_checksum(logs: ClassroomLogs) -> str:
     return h.hexdigest()
 
 
-def _check_frame(frame: pd.DataFrame) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-    missing = {"user_id", "skill_name", "correct", "order_id"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"the log table lacks the columns {sorted(missing)} (see logs_to_frame)")
-    if frame.empty:
-        raise ValueError("the log table is empty")
-    if not frame["correct"].isin([0, 1]).all():
-        raise ValueError("the 'correct' column must hold only 0 and 1 (no NaN): drop unanswered attempts")
-
-
-def _sequences(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """One skill's attempts as a padded ``[n_learners, T]`` 0/1 array and its ``[n_learners, T]`` mask."""
-    f = frame.sort_values(["user_id", "order_id"], kind="mergesort")
-    codes, _ = pd.factorize(f["user_id"], sort=False)
-    pos = f.groupby("user_id", sort=False).cumcount().to_numpy()
-    N, T = codes.max() + 1, pos.max() + 1
-    y = np.zeros((N, T))
-    mask = np.zeros((N, T), dtype=bool)
-    y[codes, pos] = f["correct"].to_numpy()
-    mask[codes, pos] = True
-    return y, mask
-
-
-def _em_bkt(y: np.ndarray, mask: np.ndarray, init: np.ndarray, forgets: bool, tol: float,
-            max_iter: int) -> tuple[np.ndarray, float, int]:
-    """Baum-Welch for one skill, vectorised over learners; pyBKT's E- and M-steps. Returns (ψ, LL, iters)."""
-    prior, learn, guess, slip, forget = init
-    N, T = y.shape
-    last_ll = -np.inf
-    ll = -np.inf
-    for it in range(1, max_iter + 1):
-        A = np.array([[1 - learn, learn], [forget, 1 - forget]])         # A[i, j] = P(z_{t+1}=j | z_t=i)
-        e = np.stack([np.where(y == 1, guess, 1 - guess), np.where(y == 1, 1 - slip, slip)], axis=-1)
-        e = np.where(mask[..., None], e, 1.0)                            # [N, T, 2]
-        alpha = np.zeros((N, T, 2))
-        a = np.array([1 - prior, prior]) * e[:, 0]
-        c = a.sum(-1)
-        alpha[:, 0] = a / c[:, None]
-        ll = np.log(c).sum()
-        for t in range(1, T):
-            a = (alpha[:, t - 1] @ A) * e[:, t]
-            c = a.sum(-1)
-            alpha[:, t] = a / c[:, None]
-            ll += np.log(c[mask[:, t]]).sum()
-            alpha[~mask[:, t], t] = alpha[~mask[:, t], t - 1]           # carry through padding
-        beta = np.ones((N, T, 2))
-        xi = np.zeros((2, 2))
-        for t in range(T - 2, -1, -1):
-            b = (e[:, t + 1] * beta[:, t + 1]) @ A.T
-            b /= b.sum(-1, keepdims=True)
-            live = mask[:, t + 1]
-            beta[live, t] = b[live]
-            pair = alpha[:, t, :, None] * A[None] * (e[:, t + 1] * beta[:, t + 1])[:, None, :]
-            pair /= pair.sum(axis=(1, 2), keepdims=True)
-            xi += pair[live].sum(0)
-        gamma = alpha * beta
-        gamma /= gamma.sum(-1, keepdims=True)
-        gamma = gamma * mask[..., None]
-        if it > 2 and abs(ll - last_ll) <= tol:
-            break
-        last_ll = ll
-        prior = gamma[:, 0, 1].mean()
-        learn = xi[0, 1] / max(xi[0].sum(), 1e-12)
-        forget = xi[1, 0] / max(xi[1].sum(), 1e-12) if forgets else 0.0
-        g0, g1 = gamma[..., 0].sum(), gamma[..., 1].sum()
-        guess = (gamma[..., 0] * y).sum() / max(g0, 1e-12)
-        slip = (gamma[..., 1] * (1 - y)).sum() / max(g1, 1e-12)
-    return np.array([prior, learn, guess, slip, forget]), float(ll), it
-
-
-def fit_bkt(frame: pd.DataFrame, forgets: bool = True, n_restarts: int = 3, seed: int = 0,
-            tol: float = 0.005, max_iter: int = 100) -> pd.DataFrame:
-    """Fit BKT (prior, learn, guess, slip, forget) per skill by EM, vectorised over learners.
-
-    ``frame`` is a log table in pyBKT's format (`logs_to_frame`). The E- and M-steps, the
-    convergence rule (|Δ log-likelihood| <= ``tol``) and the per-opportunity forgetting are those of
-    pyBKT's ``Model.fit``; the first start is a typical BKT point (0.3, 0.1, 0.2, 0.1, 0.02) and
-    ``n_restarts − 1`` more are random, keeping the best log-likelihood among those with guess < 1 − slip.
-    Returns one row per skill: prior, learn, guess, slip, forget, loglik, n_learners, n_attempts.
-    Derived in chapter 07, section 6.
-    """
-    _check_frame(frame)
-    if n_restarts < 1:
-        raise ValueError(f"n_restarts must be >= 1, got {n_restarts}")
-    rng = np.random.default_rng(seed)
-    rows = []
-    for skill, f in frame.groupby("skill_name", sort=True):
-        y, mask = _sequences(f)
-        best, best_ll = None, -np.inf
-        for r in range(n_restarts):
-            init = np.array([0.3, 0.1, 0.2, 0.1, 0.02 if forgets else 0.0]) if r == 0 else np.array(
-                [rng.uniform(0.05, 0.6), rng.uniform(0.02, 0.4), rng.uniform(0.05, 0.35),
-                 rng.uniform(0.02, 0.25), rng.uniform(0.0, 0.1) if forgets else 0.0])
-            psi, ll, _ = _em_bkt(y, mask, init, forgets, tol, max_iter)
-            if psi[2] < 1 - psi[3] and ll > best_ll:
-                best, best_ll = psi, ll
-        if best is None:
-            best, best_ll = psi, ll
-        rows.append({"skill": skill, **dict(zip(PARAM_NAMES, map(float, best))), "loglik": best_ll,
-                     "n_learners": int(y.shape[0]), "n_attempts": int(mask.sum())})
-    return pd.DataFrame(rows).set_index("skill")
-
-
-@contextlib.contextmanager
-def _pybkt_numpy_shim() -> Iterator[None]:
-    """pyBKT 1.4.3's EM stores a ``(1, 1)`` array into a scalar slot, which NumPy >= 2.4 rejects.
-
-    While the context is open, ``pyBKT.fit.EM_fit.run`` returns its log-likelihood as a float;
-    the original function is restored on exit. Nothing else in pyBKT is touched.
-    """
-    from pyBKT.fit import EM_fit
-
-    original = EM_fit.run
-
-    def run(*args, **kwargs):
-        result = original(*args, **kwargs)
-        result["total_loglike"] = float(np.asarray(result["total_loglike"]).reshape(-1)[0])
-        return result
-
-    EM_fit.run = run
-    try:
-        yield
-    finally:
-        EM_fit.run = original
-
-
-def fit_bkt_pybkt(frame: pd.DataFrame, forgets: bool = True, seed: int = 0, num_fits: int = 1,
-                  init: Sequence[float] | None = (0.3, 0.1, 0.2, 0.1, 0.02)) -> pd.DataFrame:
-    """Fit BKT per skill with the pyBKT library (``pyBKT.models.Model``), same output as `fit_bkt`.
-
-    pyBKT's EM is pure Python (about 30 µs per attempt per iteration): keep the table to a few
-    thousand attempts per skill. ``init`` (prior, learn, guess, slip, forget) starts every fit from
-    the same point as `fit_bkt`'s first start (``None``: pyBKT's random starts). Chapter 07, section 6.
-    """
-    _check_frame(frame)
-    float_format = pd.get_option("display.float_format")
-    from pyBKT.models import Model  # its first import sets pandas' display.float_format globally
-
-    pd.set_option("display.float_format", float_format)
-    model = Model(seed=seed, num_fits=num_fits, parallel=False)
-    cols = ["user_id", "skill_name", "correct", "order_id"]
-    data = frame[cols].copy()
-    with _pybkt_numpy_shim(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"pyBKT\..*")  # pandas deprecation notes from pyBKT
-        if init is not None:
-            prior, learn, guess, slip, forget = map(float, init)
-            model.coef_ = {str(s): {"prior": prior, "learns": np.array([learn]), "guesses": np.array([guess]),
-                                    "slips": np.array([slip]),
-                                    "forgets": np.array([forget if forgets else 0.0])}
-                           for s in data["skill_name"].unique()}
-            model.fit(data=data, forgets=forgets)
-        else:
-            model.fit(data=data, forgets=forgets)
-    rows = []
-    for skill, coef in sorted(model.coef_.items()):
-        f = data[data["skill_name"] == skill]
-        rows.append({"skill": skill, "prior": float(coef["prior"]), "learn": float(coef["learns"][0]),
-                     "guess": float(coef["guesses"][0]), "slip": float(coef["slips"][0]),
-                     "forget": float(coef["forgets"][0]) if forgets else 0.0,
-                     "n_learners": int(f["user_id"].nunique()), "n_attempts": len(f)})
-    return pd.DataFrame(rows).set_index("skill")

@@ -1,10 +1,16 @@
 """Meta-learning algorithms on torch.func: ProtoNet (chapter 02), MAML / FOMAML / Meta-SGD
-(chapter 03) and Reptile (chapter 04)."""
+(chapter 03) and Reptile (chapter 04).
 
-from course_lib.algorithms.maml import MAML, inner_adapt, maml_loss
+The maths is pure functions over parameter dictionaries (``phi = inner_adapt(model, theta, x, y,
+...)``, ``adapt_batch``, ``maml_loss``, ``reptile_direction``); the classes hold only the state
+(θ = the wrapped model's parameters, α) and the training loop of ``functional.fit_loop``.
+"""
+
+from course_lib.algorithms.maml import MAML, adapt_batch, inner_adapt, maml_loss, predict_batch
 from course_lib.algorithms.reptile import Reptile, reptile_direction
 
-__all__ = ["MAML", "Reptile", "ProtoNet", "inner_adapt", "maml_loss", "reptile_direction"]
+__all__ = ["MAML", "Reptile", "ProtoNet", "inner_adapt", "adapt_batch", "predict_batch", "maml_loss",
+           "reptile_direction"]
 
 
 def __getattr__(name: str):

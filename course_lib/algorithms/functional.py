@@ -20,26 +20,39 @@ Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def _mse(pred: Tensor, target: Tensor) -> Tensor:
+__all__ = ["Params", "LossFn", "LOSSES", "mse", "cross_entropy", "bce", "get_loss", "masked_mean",
+           "task_loss", "split_params", "batch_args", "check_support", "maybe_compile", "adam", "fit_loop"]
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-example squared error: pred, target ``[n, *targets]`` -> ``[n]`` (mean over targets).
+
+    The sinusoid regression loss of chapter 03, section 1.
+    """
     return (pred - target).pow(2).reshape(pred.shape[0], -1).mean(1)
 
 
-def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-example cross-entropy: logits ``[n, n_way]``, integer labels ``[n]`` -> ``[n]`` (chapter 02)."""
     return F.cross_entropy(logits, target.long(), reduction="none")
 
 
-def _bce(logits: Tensor, target: Tensor) -> Tensor:
+def bce(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-example binary cross-entropy on logits: ``[n]`` (or ``[n, 1]``), 0/1 targets ``[n]`` -> ``[n]``.
+
+    The log-loss of a right/wrong answer, chapter 01, section 2.
+    """
     logits = logits.reshape(target.shape)
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
 
 
-LOSSES: dict[str, LossFn] = {"mse": _mse, "cross_entropy": _cross_entropy, "bce": _bce}
+LOSSES: dict[str, LossFn] = {"mse": mse, "cross_entropy": cross_entropy, "bce": bce}
 
 
 def get_loss(loss: str | LossFn) -> LossFn:
     """Resolve a loss name (``"mse" | "cross_entropy" | "bce"``) or pass a callable through.
 
-    A loss maps ``(pred [n, ...], target [n, ...])`` to per-example losses ``[n]``.
+    A loss maps ``(pred [n, ...], target [n, ...])`` to per-example losses ``[n]``. Chapter 03, section 2.
     """
     if callable(loss):
         return loss
@@ -50,7 +63,7 @@ def get_loss(loss: str | LossFn) -> LossFn:
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``values [n]`` over the entries where ``mask [n]`` is True (all if mask is None)."""
+    """Mean of ``values [n]`` over the entries where ``mask [n]`` is True (all if None); chapter 01, section 2."""
     if mask is None:
         return values.mean()
     m = mask.to(values.dtype)
@@ -59,7 +72,10 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
 
 def task_loss(model: nn.Module, params: Params, loss_fn: LossFn, x: Tensor, y: Tensor,
               mask: Tensor | None = None) -> Tensor:
-    """Mean loss of one task: L(params; x, y) with padded examples masked out. x ``[n, ...]``."""
+    """Mean loss of one task: L(params; x, y) with padded examples masked out (chapter 03, section 2).
+
+    x ``[n, *features]``, y ``[n, *targets]``, mask ``[n]`` bool or None -> a scalar.
+    """
     return masked_mean(loss_fn(functional_call(model, params, (x,)), y), mask)
 
 
@@ -67,17 +83,25 @@ def split_params(theta: Params, adapt: list[str] | None) -> tuple[Params, Params
     """Split θ into the parameters adapted in the inner loop and the ones only meta-learned.
 
     ``adapt`` lists name prefixes (e.g. ``["head."]``); None means every parameter adapts.
+    Returns ``(fast, slow)``. Chapter 03 (pitfalls: adapting only a head) and chapter 05.
     """
     if adapt is None:
         return dict(theta), {}
-    fast = {k: v for k, v in theta.items() if any(k.startswith(p) for p in adapt)}
+    fast = {name: v for name, v in theta.items() if any(name.startswith(p) for p in adapt)}
     if not fast:
         raise ValueError(f"adapt={adapt} matches no parameter; the model has {sorted(theta)}")
-    return fast, {k: v for k, v in theta.items() if k not in fast}
+    return fast, {name: v for name, v in theta.items() if name not in fast}
 
 
 def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
-    """The six tensors a vmapped task function takes; absent masks become all-True masks."""
+    """The six tensors a vmapped task function takes; absent masks become all-True masks.
+
+    Returns ``(x_support, y_support, support_mask [tasks, k_shot], x_query, y_query,
+    query_mask [tasks, n_query])``. Chapter 03, section 3.
+    """
+    if not isinstance(batch, TaskBatch):
+        raise ValueError(f"expected a course_lib.tasks.TaskBatch, got {type(batch).__name__}; build one with "
+                         "TaskBatch(x_support, y_support, x_query, y_query) or a sampler in course_lib.tasks")
     sm = batch.support_mask
     qm = batch.query_mask
     if sm is None:
@@ -88,7 +112,7 @@ def batch_args(batch: TaskBatch) -> tuple[Tensor, ...]:
 
 
 def check_support(x: Tensor, y: Tensor) -> None:
-    """Validate one task's support set (no task dimension)."""
+    """Validate one task's support set: x ``[k_shot, *features]``, y ``[k_shot, *targets]`` (chapter 03)."""
     if x.shape[0] == 0:
         raise ValueError("the support set is empty: give at least one (x, y) pair to adapt on")
     if x.shape[0] != y.shape[0]:
@@ -102,7 +126,7 @@ def maybe_compile(fn: Callable, compile: bool) -> Callable:
     """``torch.compile(fn)`` if asked, falling back to eager ``fn`` (with a warning) if compilation fails.
 
     Compilation needs a working C++ compiler on the CPU (and Triton on a GPU); a laptop without one
-    still runs every chapter, only slower.
+    still runs every chapter, only slower. Chapter 03, section 7 (the cost of second order).
     """
     if not compile:
         return fn
@@ -126,7 +150,7 @@ def maybe_compile(fn: Callable, compile: bool) -> Callable:
 
 
 def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where torch has one for the device (3x less overhead per step)."""
+    """Adam with the fused kernel where torch has one for the device (3x less overhead per step; chapter 03)."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):
@@ -134,26 +158,37 @@ def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
 
 
 def fit_loop(step: Callable[[TaskBatch], Tensor], sample: Callable[[torch.Generator], TaskBatch],
-             iterations: int, seed: int, progress: bool, desc: str, log_every: int = 100) -> dict:
-    """Run ``iterations`` meta-updates, each on ``sample(generator)``; return the loss history.
+             iterations: int, seed: int, progress: bool, desc: str, log_every: int = 100,
+             metrics: tuple[str, ...] = ("loss",)) -> dict[str, list]:
+    """Run ``iterations`` meta-updates, each ``step(sample(generator))``; return the metric history.
 
-    The loss is read back from the device only every ``log_every`` iterations (a sync per step
-    would dominate on a GPU); the history holds the mean over each window.
+    ``step`` performs one update and returns what it monitors: a scalar (the loss) or, with
+    several ``metrics`` (e.g. ``("loss", "accuracy")``), a tensor ``[len(metrics)]``. The
+    generator is a CPU ``torch.Generator`` seeded with ``seed``, so a run is repeatable. Values are
+    read back from the device only every ``log_every`` iterations (a sync per step would dominate
+    on a GPU); the history ``{"iteration", *metrics}`` holds the mean over each window.
+    The meta-training loop of chapters 02-04 (and of every study built on them).
     """
     from tqdm.auto import tqdm
 
+    if not callable(sample):
+        raise ValueError(f"sample must be a function generator -> TaskBatch, got {type(sample).__name__}; "
+                         "e.g. lambda g: sample_sinusoid_tasks(25, 10, generator=g)[0]")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
     g = torch.Generator().manual_seed(seed)
-    history: dict[str, list] = {"iteration": [], "loss": []}
+    history: dict[str, list] = {"iteration": [], **{name: [] for name in metrics}}
     window: list[Tensor] = []
     bar = tqdm(range(1, iterations + 1), desc=desc, disable=not progress, mininterval=0.5)
     for it in bar:
         window.append(step(sample(g)).detach())
         if it % log_every == 0 or it == iterations:
-            loss = torch.stack(window).mean().item()
+            means = torch.stack(window).mean(0).reshape(len(metrics)).tolist()
             window.clear()
             history["iteration"].append(it)
-            history["loss"].append(loss)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            for name, value in zip(metrics, means):
+                history[name].append(value)
+            bar.set_postfix({name: f"{value:.4f}" for name, value in zip(metrics, means)}, refresh=False)
     return history

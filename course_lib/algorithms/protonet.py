@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.algorithms.functional import maybe_compile
-from course_lib.distances import _KERNELS, get_distance
+from course_lib.algorithms.functional import fit_loop, maybe_compile
+from course_lib.distances import get_distance
 from course_lib.tasks import TaskBatch
 
 __all__ = ["ProtoNet", "prototype_linear_classifier", "class_prototypes"]
@@ -39,11 +39,12 @@ __all__ = ["ProtoNet", "prototype_linear_classifier", "class_prototypes"]
 def class_prototypes(z_support: Tensor, y_support: Tensor, n_way: int, mask: Tensor | None = None) -> Tensor:
     """Mean embedded support example per class (unchecked; see ``ProtoNet.prototypes``).
 
-    z_support ``[tasks, k, d]``, y_support ``[tasks, k]`` (labels 0..n_way−1), mask ``[tasks, k]``
+    z_support ``[tasks, n_support, d]``, y_support ``[tasks, n_support]`` (labels 0..n_way−1), mask
+    ``[tasks, n_support]``
     bool or None -> prototypes ``[tasks, n_way, d]``. A class with no (unmasked) support example
     gets the zero vector. Derived in chapter 02, section 3.
     """
-    onehot = F.one_hot(y_support.long(), n_way).to(z_support.dtype)  # [tasks, k, n_way]
+    onehot = F.one_hot(y_support.long(), n_way).to(z_support.dtype)  # [tasks, n_support, n_way]
     if mask is not None:
         onehot = onehot * mask[..., None].to(z_support.dtype)
     counts = onehot.sum(1)  # [tasks, n_way]
@@ -86,9 +87,9 @@ class ProtoNet:
             raise ValueError(f"embedding must be a torch.nn.Module, got {type(embedding).__name__}")
         self.embedding = embedding
         self.distance_name = distance if isinstance(distance, str) else getattr(distance, "__name__", "custom")
-        checked = get_distance(distance)  # raises on unknown names / parameterless mahalanobis
         # Inside the training loop use the unchecked kernel: inputs are validated once per batch.
-        self._distance = _KERNELS.get(distance, checked) if isinstance(distance, str) else checked
+        # (Raises on unknown names and on a Mahalanobis distance without its Σ.)
+        self._distance = get_distance(distance, validate=False)
 
     # ------------------------------------------------------------------ parameters and device
     @property
@@ -114,15 +115,16 @@ class ProtoNet:
 
     def prototypes(self, z_support: Tensor, y_support: Tensor, n_way: int | None = None,
                    mask: Tensor | None = None) -> Tensor:
-        """Class means of embedded support examples: z ``[tasks, k, d]``, y ``[tasks, k]`` -> ``[tasks, n_way, d]``.
+        """Class means of embedded support examples: z ``[tasks, n_support, d]``, y ``[tasks, n_support]``
+        -> ``[tasks, n_way, d]`` (n_support = n_way · k_shot for sampled episodes).
 
-        ``mask [tasks, k]`` (bool, True = real) drops padding slots. Every class 0..n_way−1 must
+        ``mask [tasks, n_support]`` (bool, True = real) drops padding slots. Every class 0..n_way−1 must
         have at least one real support example in every task. Derived in chapter 02, section 3.
         """
         if z_support.dim() != 3:
-            raise ValueError(f"z_support must be [tasks, k, d], got {tuple(z_support.shape)}")
+            raise ValueError(f"z_support must be [tasks, n_support, d], got {tuple(z_support.shape)}")
         if tuple(y_support.shape) != tuple(z_support.shape[:2]):
-            raise ValueError(f"y_support must be [tasks, k] = {tuple(z_support.shape[:2])}, got {tuple(y_support.shape)}")
+            raise ValueError(f"y_support must be [tasks, n_support] = {tuple(z_support.shape[:2])}, got {tuple(y_support.shape)}")
         if torch.isnan(z_support).any():
             raise ValueError("z_support contains NaN; check the inputs (missing values?) and the embedding")
         n_way = self._check_labels(y_support, n_way, "y_support")
@@ -186,62 +188,49 @@ class ProtoNet:
 
         ``sample`` draws a TaskBatch from a seeded CPU ``torch.Generator`` (so runs are repeatable);
         batches move to the embedding's device. The first batch is fully validated; later ones
-        are trusted and must have the same n_way. Returns ``{"iteration", "loss", "accuracy"}``: means over windows of
-        ``log_every`` iterations (read back from the device once per window). ``compile=True``
-        wraps the loss computation in ``torch.compile`` (falling back to eager, with a warning, when
-        compilation is not available). Derived in chapter 02, section 4.
+        are trusted and must have the same n_way. Returns ``{"iteration", "loss", "accuracy"}``:
+        means over windows of ``log_every`` iterations, from the shared loop
+        `course_lib.algorithms.functional.fit_loop`. ``compile=True`` wraps the loss computation in
+        ``torch.compile`` (falling back to eager, with a warning, when compilation is not
+        available). Derived in chapter 02, section 4.
         """
-        from tqdm.auto import tqdm
-
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
         if not beta > 0:
             raise ValueError(f"beta (the outer step size) must be > 0, got {beta}")
-        if log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {log_every}")
         params = [p for p in self.embedding.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the embedding has no trainable parameters; nothing to meta-train")
-        g = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(params, lr=beta)
-        device = self.device
-        step_fn = maybe_compile(self._loss_and_correct, compile)  # eager fallback if compilation fails
-        self.embedding.train()
-        history: dict[str, list] = {"iteration": [], "loss": [], "accuracy": []}
-        window: list[Tensor] = []
-        bar = tqdm(range(1, iterations + 1), desc=f"ProtoNet ({self.distance_name})", disable=not progress,
-                   mininterval=0.5)
-        for it in bar:
-            batch = sample(g)
-            if it == 1:
+        loss_and_correct = maybe_compile(self._loss_and_correct, compile)  # eager fallback
+        n_way: list[int] = []  # fixed by the first (validated) batch
+
+        def step(batch: TaskBatch) -> Tensor:
+            if not n_way:
                 batch = self._check_batch(batch)
-                n_way = self._check_labels(batch.y_support, None, "y_support")
-                self._check_labels(batch.y_query, n_way, "y_query")
-                self._check_coverage(batch.y_support, n_way, batch.support_mask)
+                n_way.append(self._check_labels(batch.y_support, None, "y_support"))
+                self._check_labels(batch.y_query, n_way[0], "y_query")
+                self._check_coverage(batch.y_support, n_way[0], batch.support_mask)
             else:
-                batch = batch.to(device)
-            loss, acc = step_fn(batch.x_support, batch.y_support, batch.support_mask, batch.x_query,
-                                batch.y_query, batch.query_mask, n_way)
+                batch = batch.to(self.device)
+            loss, acc = loss_and_correct(batch.x_support, batch.y_support, batch.support_mask,
+                                         batch.x_query, batch.y_query, batch.query_mask, n_way[0])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            window.append(torch.stack([loss.detach(), acc.detach()]))
-            if it % log_every == 0 or it == iterations:
-                mean_loss, mean_acc = torch.stack(window).mean(0).tolist()
-                window.clear()
-                history["iteration"].append(it)
-                history["loss"].append(mean_loss)
-                history["accuracy"].append(mean_acc)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{mean_acc:.3f}", refresh=False)
-        self.embedding.eval()
-        return history
+            return torch.stack([loss.detach(), acc.detach()])
+
+        self.embedding.train()
+        try:
+            return fit_loop(step, sample, iterations, seed, progress, desc=f"ProtoNet ({self.distance_name})",
+                            log_every=log_every, metrics=("loss", "accuracy"))
+        finally:
+            self.embedding.eval()
 
     # ---------------------------------------------------------------- internals (trusted inputs)
     def _logits(self, x_s: Tensor, y_s: Tensor, mask_s: Tensor | None, x_q: Tensor, n_way: int) -> Tensor:
-        k = x_s.shape[1]
+        n_support = x_s.shape[1]
         # One embedding call for the support and query examples of every task.
         z = self.embed(torch.cat([x_s, x_q], dim=1))
-        z_s, z_q = z[:, :k], z[:, k:]
+        z_s, z_q = z[:, :n_support], z[:, n_support:]
         protos = class_prototypes(z_s, y_s, n_way, mask_s)
         return -self._distance(z_q, protos)
 

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ItemParams", "fit_2pl", "prob_correct", "fisher_information", "quadrature_grid",
-           "eap_ability", "eap_ability_batch", "posterior_predictive_batch", "marginal_log_likelihood"]
+__all__ = ["ItemParams", "fit_2pl", "prob_correct", "fisher_information", "quadrature_grid", "answer_counts",
+           "grid_log_likelihood", "grid_posterior", "eap_ability", "eap_ability_batch", "posterior_predictive_batch",
+           "eap_predict", "fit_2pl_by_group", "eap_predict_by_group", "marginal_log_likelihood"]
 
 
 @dataclass(frozen=True)
@@ -106,20 +107,42 @@ def _check_items(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _log_lik_grid(a: Tensor, b: Tensor, items: Tensor, answers: Tensor, mask: Tensor,
-                  nodes: Tensor) -> Tensor:
-    """log P(answers | θ = node) for every learner and node: ``[learners, Q]`` (inputs ``[learners, k]``).
+def answer_counts(items: Tensor, answers: Tensor, mask: Tensor | None, n_items: int) -> tuple[Tensor, Tensor]:
+    """Support answers ``items/answers/mask [learners, K]`` as dense right / wrong counts ``[learners, n_items]``.
 
-    The answers are scattered into dense correct / wrong count matrices ``[learners, items]`` so
-    the sum over answers becomes two matrix products with the item x node log-probability tables.
+    float64; masked-out entries count nowhere. Derived in chapter 05, section 3.
     """
-    n_learners, n_items = items.shape[0], a.shape[0]
-    m = mask.to(torch.float64)
-    y = answers.to(torch.float64)
-    correct = torch.zeros(n_learners, n_items, dtype=torch.float64).scatter_add_(1, items, m * y)
-    wrong = torch.zeros(n_learners, n_items, dtype=torch.float64).scatter_add_(1, items, m * (1 - y))
+    items = torch.as_tensor(items).long()
+    m = (torch.ones_like(items, dtype=torch.bool) if mask is None else mask).to(torch.float64)
+    y = torch.as_tensor(answers).to(torch.float64)
+    zeros = torch.zeros(items.shape[0], n_items, dtype=torch.float64)
+    return zeros.scatter_add(1, items, m * y), zeros.scatter_add(1, items, m * (1 - y))
+
+
+def grid_log_likelihood(correct: Tensor, wrong: Tensor, item_logits: Tensor) -> Tensor:
+    """log P(answers | θ = node q) for every learner and grid node: ``[learners, Q]``.
+
+    ``correct``, ``wrong`` ``[learners, items]`` answer counts (e.g. from `answer_counts`, or the
+    indicator matrices of a full response matrix); ``item_logits [items, Q]`` the logit of a right
+    answer to each item at each node (any model, any number of ability dimensions behind the nodes).
+    Two matrix products: Y · log σ(z) + N · log σ(−z). The one grid likelihood behind EAP, the
+    posterior predictive, the marginal likelihood and the synthetic ceiling. Derived in chapter 05, section 3.
+    """
+    return correct @ F.logsigmoid(item_logits) + wrong @ F.logsigmoid(-item_logits)
+
+
+def grid_posterior(log_lik: Tensor, log_w: Tensor) -> Tensor:
+    """Posterior weights on the grid, softmax(log-likelihood + log prior): ``[learners, Q]``."""
+    return torch.softmax(log_lik + log_w, dim=-1)
+
+
+def _posterior_2pl(a: Tensor, b: Tensor, items: Tensor, answers: Tensor, mask: Tensor, n_quad: int,
+                   prior_mean: float, prior_sd: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(posterior [L, Q], nodes [Q], item logits [items, Q]) of the 2PL ability given the answers."""
+    nodes, log_w = quadrature_grid(n_quad, prior_mean, prior_sd)
     logits = a[:, None] * (nodes[None, :] - b[:, None])                    # [items, Q]
-    return correct @ F.logsigmoid(logits) + wrong @ F.logsigmoid(-logits)
+    correct, wrong = answer_counts(items, answers, mask, len(a))
+    return grid_posterior(grid_log_likelihood(correct, wrong, logits), log_w), nodes, logits
 
 
 def _batch_inputs(a: Tensor, items, answers, mask) -> tuple[Tensor, Tensor, Tensor]:
@@ -153,8 +176,7 @@ def eap_ability_batch(a: Tensor, b: Tensor, items: Tensor, answers: Tensor, mask
     """
     a, b = _check_items(a, b)
     items, answers, mask = _batch_inputs(a, items, answers, mask)
-    nodes, log_w = quadrature_grid(n_quad, prior_mean, prior_sd)
-    post = torch.softmax(_log_lik_grid(a, b, items, answers, mask, nodes) + log_w, dim=1)  # [L, Q]
+    post, nodes, _ = _posterior_2pl(a, b, items, answers, mask, n_quad, prior_mean, prior_sd)  # [L, Q]
     mean = post @ nodes
     var = post @ (nodes * nodes) - mean * mean
     return mean.float(), var.clamp_min(0).sqrt().float()
@@ -188,11 +210,21 @@ def posterior_predictive_batch(a: Tensor, b: Tensor, items: Tensor, answers: Ten
     """
     a, b = _check_items(a, b)
     items, answers, mask = _batch_inputs(a, items, answers, mask)
-    nodes, log_w = quadrature_grid(n_quad, prior_mean, prior_sd)
-    post = torch.softmax(_log_lik_grid(a, b, items, answers, mask, nodes) + log_w, dim=1)  # [L, Q]
-    p_table = torch.sigmoid(a[:, None] * (nodes[None, :] - b[:, None]))                   # [items, Q]
+    post, _, logits = _posterior_2pl(a, b, items, answers, mask, n_quad, prior_mean, prior_sd)  # [L, Q]
     q = torch.as_tensor(query_items).long()
-    return (post @ p_table.T).gather(1, q).float()
+    return (post @ torch.sigmoid(logits).T).gather(1, q).float()
+
+
+def eap_predict(params: ItemParams, items: Tensor, answers: Tensor, mask: Tensor | None,
+                query_items: Tensor) -> Tensor:
+    """Plug-in prediction σ(a_j θ̂ + d_j) on ``query_items [learners, n]`` at the EAP θ̂ from the K answers.
+
+    The ``irt_2pl_eap`` baseline of chapter 05 (a point estimate, not the posterior predictive).
+    ``items/answers/mask [learners, K]`` → ``[learners, n]``. Derived in chapter 05, section 3.
+    """
+    theta, _ = eap_ability_batch(params.a, params.b, items, answers, mask)
+    q = torch.as_tensor(query_items).long()
+    return torch.sigmoid(params.a[q] * theta[:, None] + params.d[q])
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -207,8 +239,8 @@ def marginal_log_likelihood(responses: Tensor, a: Tensor, d: Tensor, nodes: Tens
     """
     correct = (responses == 1).to(a.dtype)
     wrong = (responses == 0).to(a.dtype)
-    logits = nodes[:, None] * a[None, :] + d[None, :]                        # [Q, items]
-    ll = correct @ F.logsigmoid(logits).T + wrong @ F.logsigmoid(-logits).T  # [learners, Q]
+    logits = a[:, None] * nodes[None, :] + d[:, None]                        # [items, Q]
+    ll = grid_log_likelihood(correct, wrong, logits)                         # [learners, Q]
     return torch.logsumexp(ll + log_w, dim=1).sum()
 
 
@@ -252,7 +284,7 @@ def _fit_irtorch(r: Tensor, device: str) -> tuple[Tensor, Tensor, dict]:
                   "loglik_per_learner": ll}
 
 
-def fit_2pl(responses: Tensor, *, seed: int = 0, engine: str = "torch", n_quad: int = 61,
+def fit_2pl(responses: Tensor, *, engine: str = "torch", n_quad: int = 61,
             max_iter: int = 300, tol: float = 1e-5, device: str = "cpu") -> ItemParams:
     """Fit 2PL item parameters by marginal maximum likelihood on ``responses [learners, items]``.
 
@@ -260,8 +292,7 @@ def fit_2pl(responses: Tensor, *, seed: int = 0, engine: str = "torch", n_quad: 
     (default) runs L-BFGS on the marginal likelihood over a ``n_quad``-point grid, from a = 1 and
     d = logit(share correct); ``engine="irtorch"`` fits irtorch's ``TwoParameterLogistic`` with ``MML`` (its
     defaults: Adam, 15-point grid on ±3) - slower, the reference the fast fit is tested against.
-    Both are deterministic; ``seed`` is accepted so every fitter in the course has the same
-    signature. Returns `ItemParams` (float32). Derived in chapter 05, section 3.
+    Both are deterministic (no seed). Returns `ItemParams` (float32). Derived in chapter 05, section 3.
     """
     from course_lib.data.responses import validate_responses
 
@@ -274,7 +305,6 @@ def fit_2pl(responses: Tensor, *, seed: int = 0, engine: str = "torch", n_quad: 
     if constant:
         raise ValueError(f"items {constant[:5]} were answered all-correct or all-wrong by the training "
                          "learners, so their difficulty is not identified; drop them or add learners")
-    del seed  # both engines are deterministic
     if engine == "torch":
         a, d, info = _fit_torch(r, n_quad, max_iter, tol)
     elif engine == "irtorch":
@@ -282,3 +312,40 @@ def fit_2pl(responses: Tensor, *, seed: int = 0, engine: str = "torch", n_quad: 
     else:
         raise ValueError(f"engine must be 'torch' or 'irtorch', got {engine!r}")
     return ItemParams(a=a.float(), b=(-d / a).float(), info=info)
+
+
+def fit_2pl_by_group(responses: Tensor, groups, **options) -> dict[str, tuple[Tensor, ItemParams]]:
+    """One 2PL per item group (e.g. test section): ``{label: (item columns, ItemParams)}``, labels sorted.
+
+    ``groups``: one label per item of ``responses [learners, items]``; learners with no answer in a
+    group are left out of that group's fit. ``options`` go to `fit_2pl`. Derived in chapter 05, section 5.
+    """
+    import numpy as np
+
+    labels = np.asarray(list(groups))
+    if len(labels) != responses.shape[1]:
+        raise ValueError(f"groups has {len(labels)} labels but responses has {responses.shape[1]} items")
+    fitted = {}
+    for label in sorted(set(labels.tolist())):
+        cols = torch.as_tensor(np.flatnonzero(labels == label))
+        sub = responses[:, cols]
+        fitted[label] = (cols, fit_2pl(sub[~torch.isnan(sub).all(1)], **options))
+    return fitted
+
+
+def eap_predict_by_group(fitted: dict[str, tuple[Tensor, ItemParams]], n_items: int, items: Tensor,
+                         answers: Tensor, mask: Tensor | None, query_items: Tensor) -> Tensor:
+    """`eap_predict` with one ability per group (from `fit_2pl_by_group`): each query item is
+    predicted from the EAP of its own group's support answers. ``[learners, n]``. Chapter 05, section 5.
+    """
+    out = torch.zeros(torch.as_tensor(query_items).shape)
+    mask = torch.ones_like(items, dtype=torch.bool) if mask is None else mask
+    for cols, params in fitted.values():
+        local = torch.full((n_items,), -1, dtype=torch.long)
+        local[cols] = torch.arange(len(cols))
+        ls = local[items]
+        theta, _ = eap_ability_batch(params.a, params.b, ls.clamp_min(0), answers, mask & (ls >= 0))
+        lq = local[query_items]
+        p = torch.sigmoid(params.a[lq.clamp_min(0)] * theta[:, None] + params.d[lq.clamp_min(0)])
+        out = torch.where(lq >= 0, p, out)
+    return out

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from course_lib.tasks import TaskBatch
+from course_lib.tasks import TaskBatch, shuffled
 
 __all__ = ["FEATURES", "CARDINALITY", "SHA256", "load_insteval", "StudentSplit", "split_students",
            "StudentTasks", "make_tasks", "ColdStartTasks", "prepare_tasks", "query_ratings", "predict_students",
@@ -120,7 +120,7 @@ def split_students(
     keep = np.sort(counts.index[(counts >= min_ratings) & (counts <= max_ratings)].to_numpy())
     if len(keep) < 3:
         raise ValueError(f"only {len(keep)} students have {min_ratings}-{max_ratings} ratings; widen the range")
-    perm = np.random.default_rng(seed).permutation(keep)
+    perm = shuffled(keep, np.random.default_rng(seed))
     n_train = int(round(fractions[0] * len(perm)))
     n_val = int(round(fractions[1] * len(perm)))
     return StudentSplit(np.sort(perm[:n_train]), np.sort(perm[n_train:n_train + n_val]),
@@ -184,7 +184,7 @@ def make_tasks(ratings: pd.DataFrame, students: Sequence[int], n_query: int = 10
         rows = np.asarray(rows_of[int(s)])
         if len(rows) < n_query + 1:
             raise ValueError(f"student {int(s)} has {len(rows)} ratings; need at least n_query + 1 = {n_query + 1}")
-        rows = rng.permutation(rows)
+        rows = shuffled(rows, rng)
         query.append(np.sort(rows[:n_query]))
         pool.append(rows[n_query:])
     return StudentTasks(students, query, pool)

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from course_lib.tasks import permutation
+
 __all__ = ["ResponseData", "validate_responses", "responses_checksum", "verify_checksum",
-           "split_learners", "ChecksumError"]
+           "split_learners", "ChecksumError", "StudyData", "DATASETS", "load_study_data"]
+
+#: The response datasets the chapter 05 and 07 studies know by name.
+DATASETS = ("swesat", "verbagg", "synthetic", "synthetic_2d")
 
 
 class ChecksumError(ValueError):
@@ -164,7 +170,39 @@ def split_learners(n_learners: int, fractions: tuple[float, float, float] = (0.7
     if min(n_train, n_test) < 1 or (fractions[1] > 0 and n_val < 1):
         raise ValueError(f"{n_learners} learners are too few for fractions {fractions}: each split needs "
                          "at least one learner")
-    perm = torch.randperm(n_learners, generator=torch.Generator().manual_seed(seed))
+    perm = permutation(n_learners, torch.Generator().manual_seed(seed))
     return {"train": perm[:n_train].sort().values,
             "validation": perm[n_train:n_train + n_val].sort().values,
             "test": perm[n_train + n_val:].sort().values}
+
+
+class StudyData(NamedTuple):
+    """What a learner-modelling study runs on: ``responses [learners, items]`` (1/0, NaN missing),
+    optional item ``groups`` (one label per item, e.g. test sections) and, for synthetic data, the
+    ``truth`` (the `SyntheticIRT` that generated it, for the Bayes-optimal ceiling)."""
+
+    responses: Tensor
+    groups: list | None = None
+    truth: object | None = None
+
+
+def load_study_data(dataset: str, seed: int = 0) -> StudyData:
+    """The `StudyData` of a named dataset: swesat (groups = its sections), verbagg, synthetic and
+    synthetic_2d (2000 learners x 60 items, 5 % missing; truth = the `SyntheticIRT`). The data cards
+    in ``datasets/`` describe each one. Derived in chapter 05, section 2.
+    """
+    if dataset == "swesat":
+        from course_lib.data.swesat import load_swesat
+        d = load_swesat()
+        return StudyData(d.responses, list(d.items["group"]))
+    if dataset == "verbagg":
+        from course_lib.data.verbagg import load_verbagg
+        return StudyData(load_verbagg().responses)
+    if dataset in ("synthetic", "synthetic_2d"):
+        from course_lib.data.synthetic import STUDY_SHA256, sample_2pl
+        s = (sample_2pl(2000, 60, missing_rate=0.05, seed=seed) if dataset == "synthetic" else
+             sample_2pl(2000, 60, dims=2, correlation=0.3, missing_rate=0.05, seed=seed))
+        if dataset == "synthetic" and seed == 0:
+            verify_checksum(s.responses, STUDY_SHA256, dataset="synthetic 2PL", card="datasets/synthetic_irt.md")
+        return StudyData(s.responses, None, s)
+    raise ValueError(f"unknown dataset {dataset!r}; use one of {DATASETS} or pass your own StudyData")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from course_lib.data.responses import ResponseData, responses_checksum, validate_responses
@@ -96,16 +95,11 @@ class SyntheticIRT:
         nodes = torch.tensor(list(itertools.product(axis.tolist(), repeat=D)), dtype=torch.float64)  # [Q, D]
         cov = self.covariance.double()
         log_w = torch.distributions.MultivariateNormal(torch.zeros(D, dtype=torch.float64), cov).log_prob(nodes)
-        items = torch.as_tensor(items).long()
-        answers = torch.as_tensor(answers).double()
-        mask = torch.ones_like(items, dtype=torch.bool) if mask is None else mask
-        m = mask.double()
-        L, n_items = items.shape[0], self.a.shape[0]
-        correct = torch.zeros(L, n_items, dtype=torch.float64).scatter_add_(1, items, m * answers)
-        wrong = torch.zeros(L, n_items, dtype=torch.float64).scatter_add_(1, items, m * (1 - answers))
+        from course_lib.baselines.irt import answer_counts, grid_log_likelihood, grid_posterior
+
         logits = self.a.double() @ nodes.T + self.d.double()[:, None]           # [items, Q]
-        log_post = correct @ F.logsigmoid(logits) + wrong @ F.logsigmoid(-logits) + log_w
-        post = torch.softmax(log_post, dim=1)                                   # [L, Q]
+        correct, wrong = answer_counts(items, answers, mask, self.a.shape[0])
+        post = grid_posterior(grid_log_likelihood(correct, wrong, logits), log_w)  # [L, Q]
         p = post @ torch.sigmoid(logits).T                                      # [L, items]
         return p.gather(1, torch.as_tensor(query_items).long()).float()
 

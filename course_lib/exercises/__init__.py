@@ -5,6 +5,9 @@ Every check prints a clear PASS message or raises ``ExerciseError`` with a hint 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class ExerciseError(AssertionError):
     """Raised by a check when the reader's answer is wrong; the message says what to look at."""
@@ -27,7 +30,7 @@ def todo(what: str) -> bool:
     return False
 
 
-def call(fn, what: str, *args):
+def call(fn: Callable[..., Any], what: str, *args: Any) -> Any:
     """Call the reader's function; a crash becomes a clear failure message, not a traceback.
 
     A function that still raises ``NotImplementedError`` counts as not filled in (returns None).

@@ -60,7 +60,7 @@ def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bo
     return passed("your squared Euclidean distance matches course_lib.distances.squared_euclidean, batches included")
 
 
-def check_linear_classifier(W, b, prototypes: Tensor) -> bool:
+def check_linear_classifier(W: Tensor | None, b: Tensor | None, prototypes: Tensor) -> bool:
     """Exercise 2: the weights ``W [n_way, d]`` and biases ``b [n_way]`` of the nearest-prototype classifier."""
     if W is None or b is None:
         return _todo("fill in W and b from the prototypes")
@@ -88,7 +88,7 @@ def check_linear_classifier(W, b, prototypes: Tensor) -> bool:
     return passed(f"W = 2μ and b = −‖μ‖² for all {n_way} classes: squared-Euclidean ProtoNet is a linear classifier")
 
 
-def check_cosine_center(mu, x: Tensor) -> bool:
+def check_cosine_center(mu: Tensor | None, x: Tensor) -> bool:
     """Exercise 3: a point ``mu [d]`` minimising Σᵢ (1 − cos(xᵢ, mu)) for the points ``x [n, d]``."""
     if mu is None:
         return _todo("compute the point that minimises the summed cosine distance")
@@ -114,9 +114,10 @@ def check_cosine_center(mu, x: Tensor) -> bool:
 
 
 def check_knn_recommend(fn: Callable[[Tensor, Tensor, int], Tensor] | None) -> bool:
-    """Exercise 4: ``fn(dist [new, past], worked [past] long, k) -> [new]`` majority vote of the k nearest."""
+    """Exercise 4: ``fn(dist [new, past], worked [past] long, n_neighbors) -> [new]``: majority vote of
+    the n_neighbors nearest past learners (chapter 02, section 8)."""
     if fn is None:
-        return _todo("define recommend(dist, worked, k)")
+        return _todo("define recommend(dist, worked, n_neighbors)")
     dist = torch.tensor([[0.1, 0.2, 0.3, 5.0, 6.0, 7.0],
                          [9.0, 8.0, 0.5, 0.1, 0.2, 0.3],
                          [0.3, 0.2, 0.1, 0.4, 0.5, 0.6]])
@@ -124,20 +125,20 @@ def check_knn_recommend(fn: Callable[[Tensor, Tensor, int], Tensor] | None) -> b
     try:
         got = fn(dist, worked, 3)
     except Exception as exc:  # noqa: BLE001
-        fail(f"calling recommend(dist [3, 6], worked [6], k=3) raised {type(exc).__name__}: {exc}")
+        fail(f"calling recommend(dist [3, 6], worked [6], n_neighbors=3) raised {type(exc).__name__}: {exc}")
     if got is None:
         return _todo("your function returns None; return one recommended resource per new learner")
     got = torch.as_tensor(got).long().reshape(-1)
     expected = torch.tensor([0, 2, 0])
     if got.shape != expected.shape:
         fail(f"return one resource per new learner: expected shape (3,), got {tuple(got.shape)}")
-    farthest = torch.tensor([2, 0, 2])  # what a vote over the k *largest* distances gives
+    farthest = torch.tensor([2, 0, 2])  # what a vote over the n_neighbors *largest* distances gives
     if torch.equal(got, farthest):
-        fail("you voted among the k farthest learners; sort distances ascending (topk(..., largest=False))")
+        fail("you voted among the n_neighbors farthest learners; sort distances ascending (topk(..., largest=False))")
     if not torch.equal(got, expected):
-        fail(f"expected {expected.tolist()} for the check's small example, got {got.tolist()}; take the k "
-             "smallest distances in each row and return the most frequent 'worked' value among them")
+        fail(f"expected {expected.tolist()} for the check's small example, got {got.tolist()}; take the "
+             "n_neighbors smallest distances in each row and return the most frequent 'worked' value among them")
     got1 = torch.as_tensor(fn(dist, worked, 1)).long().reshape(-1)
     if not torch.equal(got1, torch.tensor([0, 2, 1])):
-        fail(f"with k=1 the answer is the nearest learner's resource, [0, 2, 1]; got {got1.tolist()}")
-    return passed("recommend() votes among the k nearest past learners")
+        fail(f"with n_neighbors=1 the answer is the nearest learner's resource, [0, 2, 1]; got {got1.tolist()}")
+    return passed("recommend() votes among the n_neighbors nearest past learners")

@@ -2,7 +2,8 @@
 
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None``, and raises ``ExerciseError`` with a
-hint for a wrong answer.
+hint for a wrong answer. The code says ``steps`` for the number of inner steps; the messages keep
+the paper's symbol k for it (Nichol et al. 2018), as the chapter's formulas do.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from torch.func import grad
 
 from course_lib.algorithms import reptile_direction
 from course_lib.algorithms.functional import get_loss, task_loss
-from course_lib.exercises import fail, passed, todo as _todo
 from course_lib.algorithms.taylor import ALGORITHMS, coefficients
+from course_lib.exercises import fail, passed, todo as _todo
 from course_lib.tasks import TaskBatch
 
 __all__ = ["check_reptile_step", "check_coefficients", "check_largest_avg_grad", "check_reptile_k1",
@@ -26,100 +27,101 @@ __all__ = ["check_reptile_step", "check_coefficients", "check_largest_avg_grad",
 
 # ------------------------------------------------------------------ exercise 1: one Reptile step
 
-def quadratic_reptile_step(theta, tasks: Sequence[tuple], alpha: float, k: int, beta: float) -> np.ndarray:
+def quadratic_reptile_step(theta: np.ndarray, tasks: Sequence[tuple], alpha: float, steps: int,
+                           beta: float) -> np.ndarray:
     """The reference answer of exercise 1: one batched Reptile step on quadratic tasks.
 
     Task τ has loss ½ (θ − c_τ)ᵀ A_τ (θ − c_τ) (gradient A_τ(θ − c_τ)); ``tasks`` is a list of
-    ``(A [d, d], c [d])``. Each task runs k SGD steps of size α from θ, then
-    θ ← θ + β (mean_τ φ_τ − θ). Derived in chapter 04, section 1.
+    ``(A [d, d], c [d])``, θ is ``[d]``. Each task runs ``steps`` SGD steps of size α from θ,
+    then θ ← θ + β (mean_τ φ_τ − θ). Derived in chapter 04, section 1.
     """
     theta = np.asarray(theta, dtype=float)
     phis = []
     for A, c in tasks:
         A, c = np.asarray(A, dtype=float), np.asarray(c, dtype=float)
         phi = theta.copy()
-        for _ in range(k):
+        for _ in range(steps):
             phi = phi - alpha * A @ (phi - c)
         phis.append(phi)
     return theta + beta * (np.mean(phis, axis=0) - theta)
 
 
 def check_reptile_step(fn: Callable | None) -> bool:
-    """Exercise 1: ``fn(theta [d], tasks [(A, c), ...], alpha, k, beta) -> new theta [d]``."""
+    """Exercise 1: ``fn(theta [d], tasks [(A, c), ...], alpha, steps, beta) -> new theta [d]``."""
     if fn is None:
-        return _todo("define reptile_step(theta, tasks, alpha, k, beta) and pass it to the check")
+        return _todo("define reptile_step(theta, tasks, alpha, steps, beta) and pass it to the check")
     rng = np.random.default_rng(0)
     tasks = []
     for _ in range(3):
         m = rng.normal(size=(2, 2))
         tasks.append((m @ m.T + 0.3 * np.eye(2), rng.normal(size=2) * 2))
-    theta, alpha, k, beta = np.array([0.5, -1.0]), 0.2, 4, 0.3
+    theta, alpha, steps, beta = np.array([0.5, -1.0]), 0.2, 4, 0.3
     try:
-        got = fn(theta.copy(), tasks, alpha, k, beta)
+        got = fn(theta.copy(), tasks, alpha, steps, beta)
     except Exception as exc:  # noqa: BLE001 - any error is feedback for the reader
-        fail(f"calling reptile_step(theta [2], 3 tasks, alpha=0.2, k=4, beta=0.3) raised {type(exc).__name__}: {exc}")
+        fail(f"calling reptile_step(theta [2], 3 tasks, alpha=0.2, steps=4, beta=0.3) raised {type(exc).__name__}: {exc}")
     if got is None:
         return _todo("your function returns None; return the new θ after one outer step")
     got = np.asarray(got, dtype=float).reshape(-1)
     if got.shape != theta.shape:
         fail(f"return θ with the same shape as the input, (2,), got {got.shape}")
-    expected = quadratic_reptile_step(theta, tasks, alpha, k, beta)
+    expected = quadratic_reptile_step(theta, tasks, alpha, steps, beta)
     if np.allclose(got, expected, atol=1e-10):
-        return passed("one Reptile step: k SGD steps per task from θ, then θ ← θ + β(φ̄ − θ)")
-    phis = [quadratic_reptile_step(theta, [t], alpha, k, 1.0) for t in tasks]
+        return passed("one Reptile step: `steps` SGD steps per task from θ, then θ ← θ + β(φ̄ − θ)")
+    phis = [quadratic_reptile_step(theta, [t], alpha, steps, 1.0) for t in tasks]
     hints = [
-        (quadratic_reptile_step(theta, tasks, alpha, k, 1.0), "you returned φ̄ itself: interpolate, "
+        (quadratic_reptile_step(theta, tasks, alpha, steps, 1.0), "you returned φ̄ itself: interpolate, "
          "θ + β(φ̄ − θ), so that β controls how far θ moves"),
         (theta - beta * (np.mean(phis, axis=0) - theta), "θ moved away from the adapted parameters; "
          "the step is θ + β(φ̄ − θ): φ̄ − θ points from θ towards the tasks' solutions"),
-        (quadratic_reptile_step(theta, tasks, alpha, 1, beta), "that is one inner step per task; run k SGD "
-         "steps, each one using the gradient at the current φ"),
+        (quadratic_reptile_step(theta, tasks, alpha, 1, beta), "that is one inner step per task; run all the "
+         "SGD steps, each one using the gradient at the current φ"),
         (theta + beta * (phis[-1] - theta), "θ moved towards the last task only; average φ over all tasks"),
         (theta + beta * (np.mean([c for _, c in tasks], axis=0) - theta), "θ moved towards the tasks' minima "
-         "c_τ; Reptile moves towards where k SGD steps get, φ_τ, which is not the minimum when k is small"),
+         "c_τ; Reptile moves towards where its SGD steps get, φ_τ, which is not the minimum after few steps"),
     ]
-    # k steps that all use the gradient at θ (no re-evaluation): φ = θ − kα A(θ − c).
-    frozen = [theta - k * alpha * np.asarray(A) @ (theta - np.asarray(c)) for A, c in tasks]
+    # steps that all use the gradient at θ (no re-evaluation): φ = θ − steps·α A(θ − c).
+    frozen = [theta - steps * alpha * np.asarray(A) @ (theta - np.asarray(c)) for A, c in tasks]
     hints.append((theta + beta * (np.mean(frozen, axis=0) - theta), "every inner step used the gradient at θ; "
                   "recompute the gradient A(φ − c) at the current φ inside the loop"))
     for wrong, message in hints:
         if np.allclose(got, wrong, atol=1e-10):
             fail(message)
     fail(f"expected θ = {np.round(expected, 6).tolist()}, got {np.round(got, 6).tolist()}; per task start at "
-         "φ = θ, repeat k times φ ← φ − α A(φ − c), then return θ + β(mean φ − θ)")
+         "φ = θ, repeat `steps` times φ ← φ − α A(φ − c), then return θ + β(mean φ − θ)")
 
 
 # ---------------------------------------------------------- exercise 2: the (a, b) coefficients
 
 def check_coefficients(fn: Callable[[str, int], tuple] | None) -> bool:
-    """Exercise 2: ``fn(algorithm, k) -> (a, b)`` for "maml", "fomaml", "reptile" and k = 1..6."""
+    """Exercise 2: ``fn(algorithm, steps) -> (a, b)`` for "maml", "fomaml", "reptile" and steps k = 1..6."""
     if fn is None:
-        return _todo("define coeffs(algorithm, k) returning (a, b)")
-    for k in range(1, 7):
+        return _todo("define coeffs(algorithm, steps) returning (a, b)")
+    for steps in range(1, 7):
         for algo in ALGORITHMS:
             try:
-                got = fn(algo, k)
+                got = fn(algo, steps)
             except Exception as exc:  # noqa: BLE001
-                fail(f"coeffs({algo!r}, {k}) raised {type(exc).__name__}: {exc}")
+                fail(f"coeffs({algo!r}, {steps}) raised {type(exc).__name__}: {exc}")
             if got is None:
-                return _todo(f"coeffs({algo!r}, {k}) returns None; return a pair (a, b)")
+                return _todo(f"coeffs({algo!r}, {steps}) returns None; return a pair (a, b)")
             try:
                 a, b = (float(v) for v in got)
             except (TypeError, ValueError):
-                fail(f"coeffs({algo!r}, {k}) must return a pair of numbers (a, b), got {got!r}")
-            ea, eb = coefficients(algo, k)
+                fail(f"coeffs({algo!r}, {steps}) must return a pair of numbers (a, b), got {got!r}")
+            ea, eb = coefficients(algo, steps)
             if (a, b) == (ea, eb):
                 continue
-            where = f"for {algo} with k = {k} you gave (a, b) = ({a:g}, {b:g})"
+            where = f"for {algo} with k = {steps} steps you gave (a, b) = ({a:g}, {b:g})"
             if algo == "reptile" and a != ea:
                 fail(f"{where}: Reptile's g = (θ − φ)/α is the SUM of its k step gradients, so AvgGrad appears "
                      "k times (a = k)")
-            if algo == "reptile" and b == k * (k - 1):
+            if algo == "reptile" and b == steps * (steps - 1):
                 fail(f"{where}: count the pairs j < i once: Σ_{{i≤k}} Σ_{{j<i}} H̄ᵢḡⱼ has k(k−1)/2 terms")
             if algo in ("maml", "fomaml") and a != ea:
                 fail(f"{where}: MAML and FOMAML take one outer gradient, so AvgGrad appears once (a = 1)")
             other = "fomaml" if algo == "maml" else "maml"
-            if algo != "reptile" and b == coefficients(other, k)[1] and k > 1:
+            if algo != "reptile" and b == coefficients(other, steps)[1] and steps > 1:
                 fail(f"{where}: that is {other.upper()}'s b. FOMAML keeps only H̄ₖ Σⱼ ḡⱼ (k−1 terms); MAML adds "
                      "the Jacobian terms Σⱼ H̄ⱼ ḡₖ, another k−1, so b = 2(k−1)")
             if algo != "reptile" and b == eb + (2 if algo == "maml" else 1):
@@ -132,8 +134,10 @@ def check_coefficients(fn: Callable[[str, int], tuple] | None) -> bool:
 
 # ----------------------------------------------- exercise 3: which update leans on which term
 
-def check_largest_avg_grad(answer: dict | None, k: int = 5) -> bool:
-    """Exercise 3: ``{"largest_avg_grad": name, "a": number, "largest_inner_weight": name}`` for k steps.
+def check_largest_avg_grad(answer: dict | None, steps: int = 5) -> bool:
+    """Exercise 3: ``{"largest_avg_grad": name, "a": number, "largest_inner_weight": name}``.
+
+    For ``steps`` = k inner steps.
 
     ``largest_avg_grad``: the algorithm whose update has the largest AvgGrad coefficient a, and that
     a; ``largest_inner_weight``: the algorithm with the largest ratio b/a (the most weight on
@@ -151,39 +155,39 @@ def check_largest_avg_grad(answer: dict | None, k: int = 5) -> bool:
     name = str(answer["largest_avg_grad"]).strip().lower()
     if name not in ALGORITHMS:
         fail(f"name one of {ALGORITHMS}, got {answer['largest_avg_grad']!r}")
-    a_best = coefficients("reptile", k)
+    a_best = coefficients("reptile", steps)
     if name != "reptile":
-        fail(f"{name.upper()}'s AvgGrad coefficient is {coefficients(name, k)[0]} for every k; one algorithm sums "
+        fail(f"{name.upper()}'s AvgGrad coefficient is {coefficients(name, steps)[0]} for every k; one algorithm sums "
              "k step gradients, so its coefficient grows with k")
     try:
         a = float(answer["a"])
     except (TypeError, ValueError):
         fail(f"'a' must be a number, got {answer['a']!r}")
     if a == a_best[1] and a != a_best[0]:
-        fail(f"{a:g} is Reptile's b (the AvgGradInner coefficient) for k = {k}; a multiplies AvgGrad")
+        fail(f"{a:g} is Reptile's b (the AvgGradInner coefficient) for k = {steps}; a multiplies AvgGrad")
     if a != a_best[0]:
-        fail(f"Reptile's a for k = {k} is not {a:g}: its g is the sum of k step gradients, each ≈ ḡ")
-    ratio = {al: coefficients(al, k)[1] / coefficients(al, k)[0] for al in ALGORITHMS}
+        fail(f"Reptile's a for k = {steps} is not {a:g}: its g is the sum of k step gradients, each ≈ ḡ")
+    ratio = {al: coefficients(al, steps)[1] / coefficients(al, steps)[0] for al in ALGORITHMS}
     inner = str(answer["largest_inner_weight"]).strip().lower()
     if inner not in ALGORITHMS:
         fail(f"name one of {ALGORITHMS} for 'largest_inner_weight', got {answer['largest_inner_weight']!r}")
     if inner != "maml":
-        fail(f"b/a for k = {k}: " + ", ".join(f"{al} {r:g}" for al, r in ratio.items())
+        fail(f"b/a for k = {steps}: " + ", ".join(f"{al} {r:g}" for al, r in ratio.items())
              + f"; {inner.upper()} is not the largest. Compare b/a, not b alone")
-    return passed(f"for k = {k} Reptile has the largest AvgGrad coefficient (a = {a_best[0]}), while MAML puts the "
+    return passed(f"for k = {steps} Reptile has the largest AvgGrad coefficient (a = {a_best[0]}), while MAML puts the "
                   f"most weight on AvgGradInner relative to AvgGrad (b/a = {ratio['maml']:g} vs FOMAML "
                   f"{ratio['fomaml']:g}, Reptile {ratio['reptile']:g})")
 
 
 # ------------------------------------------------- exercise 4: Reptile with k = 1 is α·gradient
 
-def _example(seed: int = 0) -> tuple[nn.Module, dict, Tensor, Tensor]:
+def _example(seed: int = 0) -> tuple[nn.Module, dict[str, Tensor], Tensor, Tensor]:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.rand(6, 1, generator=g, dtype=torch.float64) * 10 - 5
     y = 2.0 * torch.sin(x - 0.5)
-    theta = {k: v.detach() for k, v in net.named_parameters()}
+    theta = {name: v.detach() for name, v in net.named_parameters()}
     return net, theta, x, y
 
 
@@ -193,7 +197,7 @@ def check_reptile_k1(fn: Callable | None, alpha: float = 0.05) -> bool:
         return _todo("define reptile_k1(model, theta, x, y, alpha) returning θ − φ as a dict")
     net, theta, x, y = _example()
     try:
-        got = fn(net, {k: v.clone() for k, v in theta.items()}, x, y, alpha)
+        got = fn(net, {name: v.clone() for name, v in theta.items()}, x, y, alpha)
     except Exception as exc:  # noqa: BLE001
         fail(f"calling your function raised {type(exc).__name__}: {exc}")
     if got is None:
@@ -203,7 +207,7 @@ def check_reptile_k1(fn: Callable | None, alpha: float = 0.05) -> bool:
              f"{sorted(got) if isinstance(got, dict) else type(got).__name__}")
     mse = get_loss("mse")
     g = grad(lambda p: task_loss(net, p, mse, x, y))(theta)
-    flat = lambda d: torch.cat([torch.as_tensor(d[k], dtype=torch.float64).reshape(-1) for k in theta])  # noqa: E731
+    flat = lambda d: torch.cat([torch.as_tensor(d[name], dtype=torch.float64).reshape(-1) for name in theta])  # noqa: E731
     got_v, g_v, th_v = flat(got), flat(g), flat(theta)
     if got_v.shape != g_v.shape:
         fail("each entry must have the shape of the matching parameter")

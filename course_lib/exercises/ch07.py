@@ -125,7 +125,8 @@ def check_bkt_update(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define bkt_update(p_mastered, correct, learn, guess, slip, forget) and pass it to the check")
-    from course_lib.adaptive.classroom import Curriculum, ThompsonPolicy
+    from course_lib.adaptive.classroom import Curriculum
+    from course_lib.adaptive.policies import ThompsonPolicy
 
     cases = [(0.3, 1, 0.2, 0.2, 0.1, 0.0), (0.3, 0, 0.2, 0.2, 0.1, 0.0), (0.8, 0, 0.1, 0.25, 0.05, 0.05),
              (0.05, 1, 0.3, 0.3, 0.2, 0.02)]

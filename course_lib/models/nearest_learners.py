@@ -21,19 +21,21 @@ class NearestLearners:
 
     ``past [learners, items]`` (1/0, NaN missing) are the training learners. For a new learner
     with support answers y_S, the distance to past learner m is the mean squared difference on
-    the support items m answered; the ``k`` nearest (ties broken by index) are averaged with
+    the support items m answered; the ``n_neighbors`` nearest (ties broken by index) are averaged with
     weights exp(−distance / ``temperature``), and the prediction for item j is their weighted
     share correct on j, shrunk towards the item's overall share with ``prior_weight``
     pseudo-learners. Derived in chapter 05, section 5 (metric-based meta-learning, chapter 02).
     """
 
-    def __init__(self, past: Tensor, k: int = 50, temperature: float = 0.1, prior_weight: float = 1.0) -> None:
+    def __init__(self, past: Tensor, n_neighbors: int = 50, temperature: float = 0.1,
+                 prior_weight: float = 1.0) -> None:
         self.past = validate_responses(past, name="past learners")
-        if not 1 <= k <= self.past.shape[0]:
-            raise ValueError(f"k must be in 1..{self.past.shape[0]} (the number of past learners), got {k}")
+        if not 1 <= n_neighbors <= self.past.shape[0]:
+            raise ValueError(f"n_neighbors must be in 1..{self.past.shape[0]} (the number of past learners), "
+                             f"got {n_neighbors}")
         if temperature <= 0 or prior_weight < 0:
             raise ValueError(f"need temperature > 0 and prior_weight >= 0, got {temperature}, {prior_weight}")
-        self.k, self.temperature, self.prior_weight = k, temperature, prior_weight
+        self.n_neighbors, self.temperature, self.prior_weight = n_neighbors, temperature, prior_weight
         answered = ~torch.isnan(self.past)
         self._y = self.past.nan_to_num(0.0)
         self._m = answered.float()
@@ -59,11 +61,12 @@ class NearestLearners:
                 distances: Tensor | None = None) -> Tensor:
         """P(correct) on ``query_items [learners, n]`` from support ``items/answers/mask [learners, K]``.
 
-        ``distances`` (from `distances`) can be passed to reuse them across settings of k / temperature.
+        ``distances`` (from `distances`) can be passed to reuse them across settings of
+        n_neighbors / temperature.
         """
         dist = self.distances(items, answers, mask) if distances is None else distances
-        top = dist.topk(self.k, dim=1, largest=False)
-        w = torch.softmax(-top.values / self.temperature, dim=1) * self.k              # [L, k]
+        top = dist.topk(self.n_neighbors, dim=1, largest=False)
+        w = torch.softmax(-top.values / self.temperature, dim=1) * self.n_neighbors    # [L, n_neighbors]
         weights = torch.zeros(dist.shape).scatter_(1, top.indices, w)                 # [L, past], sparse rows
         q = torch.as_tensor(query_items).long()
         num = weights @ self._y                                                        # Σ_m w_m y_mj
