@@ -15,7 +15,7 @@ Policies (``begin / act / update`` on ``n`` learners at once):
 * `MixtureThompson`: Thompson sampling over the components of a prior meta-learned on past
   learners' logs (`meta_learn_feedback_prior`: a context-dependent mixture of reward profiles,
   fitted by EM): the prior is θ, the learner's posterior over components is φᵢ;
-* the oracle (`FeedbackSimulator.best_actions`) knows each type and picks its best action.
+* `OracleFeedback` is told each type and plays its best action (the regret reference).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["ACTIONS", "FeedbackSimulator", "default_feedback_simulator", "FeedbackLogs", "simulate_feedback",
-           "FixedFeedback", "BetaThompson", "MixtureThompson", "meta_learn_feedback_prior"]
+           "FixedFeedback", "BetaThompson", "MixtureThompson", "OracleFeedback", "meta_learn_feedback_prior"]
 
 ACTIONS: tuple[str, ...] = ("hint", "worked example", "easier item", "move on")
 
@@ -110,7 +110,7 @@ def simulate_feedback(sim: FeedbackSimulator, policy, n_learners: int, n_errors:
     cp = np.asarray(sim.context_probs)[types]
     context = (cp.cumsum(1) < rng.random(n_learners)[:, None]).sum(1).clip(max=cp.shape[1] - 1)
     effect, guess, slip = np.asarray(sim.effect)[types], np.asarray(sim.guess)[types], np.asarray(sim.slip)[types]
-    state = policy.begin(context)
+    state = policy.begin(context, types if getattr(policy, "uses_true_type", False) else None)
     shape = (n_learners, n_errors)
     action, reward, learned = np.zeros(shape, np.int64), np.zeros(shape, np.int8), np.zeros(shape, bool)
     idx = np.arange(n_learners)
@@ -124,7 +124,8 @@ def simulate_feedback(sim: FeedbackSimulator, policy, n_learners: int, n_errors:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Policies: begin(context [N]) -> state; act(state, rng) -> actions [N]; update(state, actions, rewards)
+# Policies: begin(context [N], types) -> state; act(state, rng) -> actions [N]; update(state, actions, rewards).
+# Only a policy with ``uses_true_type = True`` gets the types; the others get None.
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class FixedFeedback:
     action: int | None = 0
     name: str = "always hint"
 
-    def begin(self, context: np.ndarray) -> dict:
+    def begin(self, context: np.ndarray, types: np.ndarray | None = None) -> dict:
         """No state but the number of learners."""
         return {"n": len(context)}
 
@@ -157,7 +158,7 @@ class BetaThompson:
     b0: float = 1.0
     name: str = "bandit, from scratch"
 
-    def begin(self, context: np.ndarray) -> dict:
+    def begin(self, context: np.ndarray, types: np.ndarray | None = None) -> dict:
         """Success and failure counts ``[N, actions]``, all zero."""
         return {"s": np.zeros((len(context), len(ACTIONS))), "f": np.zeros((len(context), len(ACTIONS)))}
 
@@ -195,7 +196,7 @@ class MixtureThompson:
         if w.ndim != 2 or w.shape[1] != p.shape[0] or not np.allclose(w.sum(1), 1):
             raise ValueError(f"prior must be [contexts, {p.shape[0]}] with rows summing to 1")
 
-    def begin(self, context: np.ndarray) -> dict:
+    def begin(self, context: np.ndarray, types: np.ndarray | None = None) -> dict:
         """Each learner starts from the prior of their context: log weights ``[N, K]``."""
         return {"log_w": np.log(np.maximum(np.asarray(self.prior)[np.asarray(context)], 1e-300))}
 
@@ -213,6 +214,29 @@ class MixtureThompson:
         """Bayes: add log P(reward | component, action) to every component's log weight."""
         p = np.asarray(self.profiles)[:, action].T                                       # [N, K]
         state["log_w"] += np.where(np.asarray(reward)[:, None] > 0, np.log(p), np.log1p(-p))
+        return state
+
+
+@dataclass(frozen=True)
+class OracleFeedback:
+    """Told each learner's type, plays that type's best action: the reference regret is measured against."""
+
+    sim: FeedbackSimulator = field(repr=False)
+    name: str = "oracle (knows the type)"
+    uses_true_type: bool = True
+
+    def begin(self, context: np.ndarray, types: np.ndarray | None = None) -> dict:
+        """Remember the types (``simulate_feedback`` passes them to this policy only)."""
+        if types is None or len(types) != len(context):
+            raise ValueError("OracleFeedback needs the learners' types; run it through simulate_feedback")
+        return {"types": np.asarray(types)}
+
+    def act(self, state: dict, rng: np.random.Generator) -> np.ndarray:
+        """Each learner's type's best action."""
+        return self.sim.best_actions()[state["types"]]
+
+    def update(self, state: dict, action: np.ndarray, reward: np.ndarray) -> dict:
+        """The oracle does not need to learn."""
         return state
 
 
