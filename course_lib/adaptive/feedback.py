@@ -252,7 +252,8 @@ def meta_learn_feedback_prior(context: np.ndarray, action: np.ndarray, reward: n
     """
     context, action, reward = np.asarray(context), np.asarray(action), np.asarray(reward, float)
     if action.shape != reward.shape or action.ndim != 2 or context.shape != (len(action),):
-        raise ValueError(f"need context [N] and action, reward [N, T]; got {context.shape}, {action.shape}, {reward.shape}")
+        raise ValueError(f"need context [N] and action, reward [N, T]; got {context.shape}, {action.shape}, "
+                         f"{reward.shape}")
     if context.min() < 0 or context.max() >= n_contexts:
         raise ValueError(f"context values must lie in 0..{n_contexts - 1}")
     n_actions = len(ACTIONS)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from course_lib.adaptive.classroom import ClassroomLogs, default_classroom, meta_learn_prior, sample_hypotheses, simulate
+from course_lib.adaptive.classroom import (ClassroomLogs, default_classroom, meta_learn_prior, sample_hypotheses,
+                                           simulate)
 from course_lib.adaptive.planning import LookaheadPolicy
 from course_lib.adaptive.policies import FixedCurriculum, ThompsonPolicy
 from course_lib.experiments import common
@@ -120,7 +121,8 @@ def run(config: Config = Config(), *, progress: bool = True, device=None) -> com
     timings: dict[str, float] = {}
     with common.stopwatch() as elapsed:
         with common.stopwatch() as t:
-            past = simulate(room, FixedCurriculum(cur, config.block), config.n_past, config.past_horizon, seed=config.seed)
+            past = simulate(room, FixedCurriculum(cur, config.block), config.n_past, config.past_horizon,
+                            seed=config.seed)
             hyp = sample_hypotheses(config.n_hypotheses, seed=config.seed)
             weights, history = meta_learn_prior(cur, past, hyp)
         timings["meta_learn_prior"] = t()

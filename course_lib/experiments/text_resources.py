@@ -71,7 +71,8 @@ class Config:
         if min(self.n_train, self.n_validation, self.n_test) < 2:
             raise ValueError("n_train, n_validation and n_test must each be >= 2")
         if not self.k_shots or min(self.k_shots) < 1 or max(self.k_shots) + 10 > self.n_rated:
-            raise ValueError(f"k_shots must be in 1..n_rated-10 (10 ratings stay as validation query), got {self.k_shots}")
+            raise ValueError(f"k_shots must be in 1..n_rated-10 (10 ratings stay as validation query), "
+                             f"got {self.k_shots}")
         if self.iterations < 1 or self.meta_batch < 1 or self.steps < 1 or self.alpha <= 0:
             raise ValueError("iterations, meta_batch, steps must be >= 1 and alpha > 0")
 

@@ -97,7 +97,8 @@ def learn_prior(sim: FeedbackSimulator, config: Config) -> Prior:
 
 def _row(name: str, logs: FeedbackLogs, sim: FeedbackSimulator, ref: np.ndarray | None, config: Config) -> dict:
     regret = logs.regret(sim)
-    row = {"policy": name, "gain": float(logs.learned.sum(1).mean()), "expected_gain": float(logs.expected.sum(1).mean()),
+    row = {"policy": name, "gain": float(logs.learned.sum(1).mean()),
+           "expected_gain": float(logs.expected.sum(1).mean()),
            "reward_rate": float(logs.reward.mean())}
     for label, col in (("regret", -1), ("regret_at_10", min(10, config.n_errors) - 1)):
         m, lo, hi = mean_ci(regret[:, col])

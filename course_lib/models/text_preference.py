@@ -109,7 +109,8 @@ def utility_at(scores: np.ndarray, expected: np.ndarray, n: int = 5) -> np.ndarr
     """
     scores, expected = np.asarray(scores, float), np.asarray(expected, float)
     if scores.shape != expected.shape or scores.ndim != 2:
-        raise ValueError(f"scores and expected must both be [learners, resources], got {scores.shape}, {expected.shape}")
+        raise ValueError(f"scores and expected must both be [learners, resources], got {scores.shape}, "
+                         f"{expected.shape}")
     if not 1 <= n <= scores.shape[1]:
         raise ValueError(f"n must be in 1..{scores.shape[1]}, got {n}")
     if np.isnan(scores).any():
