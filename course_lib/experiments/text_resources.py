@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from course_lib.algorithms import MAML
@@ -81,7 +82,7 @@ class Config:
 class Study:
     """What every method sees: the resources, their features, the simulation and the learner split."""
 
-    resources: object  # pandas DataFrame from load_resource_texts
+    resources: pd.DataFrame  # from load_resource_texts
     features: np.ndarray  # [resources, n_components]
     sim: SimulatedRatings
     train: np.ndarray
