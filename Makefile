@@ -1,6 +1,7 @@
 # Meta-Learning for Personalized Learning: set-up, lab and tests.
 #   make lab    create .venv if missing, install everything, launch JupyterLab on notebooks/
 #   make test   same set-up, then unit tests + every notebook under nbval
+#   make serve  chapter 10's personalisation service on http://127.0.0.1:$(PORT) (PORT=8000 by default)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,8 +9,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.course-installed
 CELL_TIMEOUT ?= 600
 PYTEST_ARGS ?=
+# make serve: port, model file (built by the chapter 10 study if missing) and SQLite learner state
+PORT ?= 8000
+MODEL ?= results/distilled_swesat.pt
+DB ?= runs/learners.sqlite3
 
-.PHONY: setup lab test unit notebooks strip bench clean-venv
+.PHONY: setup lab test unit notebooks strip bench serve clean-venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=/path/to/python3.11 (e.g. make lab PYTHON=python3.12)")'
@@ -43,6 +48,13 @@ strip: setup
 
 bench: setup
 	$(BIN)/python -m course_lib.bench
+
+serve: setup $(MODEL)
+	$(BIN)/python -m course_lib.serving --host 127.0.0.1 --port $(PORT) --model $(MODEL) --db $(DB)
+
+# The served model (teacher + distilled student); committed, so this runs only if it was deleted (~10 min on 2 cores).
+$(MODEL):
+	$(BIN)/python -m course_lib.experiments.distillation --no-progress --json results/distillation.json --set save_model=$(MODEL)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -39,7 +39,7 @@ from course_lib.algorithms.functional import (LossFn, Params, adam, batch_args, 
                                                 task_loss)
 from course_lib.tasks import TaskBatch
 
-__all__ = ["MAML", "check_alpha", "check_steps", "inner_rates", "inner_adapt", "adapt_batch", "predict_batch",
+__all__ = ["MAML", "Adapter", "check_alpha", "check_steps", "inner_rates", "inner_adapt", "adapt_batch", "predict_batch",
            "maml_loss", "maml_loss_tensors"]
 
 
@@ -162,7 +162,42 @@ def maml_loss_tensors(model: nn.Module, theta: Params, rates: Params, xs: Tensor
     return per_task.mean()
 
 
-class MAML:
+class Adapter:
+    """What every optimisation-based meta-learner does with a new task: adapt θ to φ, then predict.
+
+    Shared by `MAML` and `course_lib.algorithms.reptile.Reptile`; a subclass provides ``model``,
+    ``theta``, ``loss_fn``, ``steps``, ``adapt_prefixes`` and ``_rates()`` (α per parameter).
+    Derived in chapter 03, section 5 (adapting a new learner is the inner loop alone).
+    """
+
+    def adapt(self, x_support: Tensor, y_support: Tensor, steps: int | None = None,
+              mask: Tensor | None = None) -> Params:
+        """Adapt to ONE new task (e.g. a new learner) from its support set; returns φ (detached).
+
+        Shapes: x ``[k_shot, *features]``, y ``[k_shot, *targets]`` (no task dimension).
+        """
+        check_support(x_support, y_support)
+        theta = {name: v.detach() for name, v in self.theta.items()}
+        phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
+                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
+                          first_order=True, adapt=self.adapt_prefixes)
+        return {name: v.detach() for name, v in phi.items()}
+
+    def adapt_batch(self, batch: TaskBatch, steps: int | None = None) -> Params:
+        """Adapt to every task's support set at once; φ has a leading task dimension (see `adapt_batch`)."""
+        return adapt_batch(self.model, self.theta, batch, loss_fn=self.loss_fn, alpha=self._rates(),
+                           steps=self.steps if steps is None else steps, adapt=self.adapt_prefixes)
+
+    def predict(self, phi: Params, x: Tensor) -> Tensor:
+        """f(x; φ) for one task: x ``[n, *features]``."""
+        return functional_call(self.model, phi, (x,))
+
+    def predict_batch(self, phi: Params, x: Tensor) -> Tensor:
+        """f(xᵢ; φᵢ) for every task: φ and x carry a leading task dimension."""
+        return predict_batch(self.model, phi, x)
+
+
+class MAML(Adapter):
     """Model-Agnostic Meta-Learning around any ``nn.Module`` (Finn et al. 2017).
 
     ``loss``: "mse" | "cross_entropy" | "bce" | callable(pred, target) -> per-example losses.
@@ -218,32 +253,6 @@ class MAML:
         """ℒ(θ) on a batch of tasks (differentiable w.r.t. θ and, for Meta-SGD, α)."""
         return maml_loss(self.model, self.theta, batch, loss_fn=self.loss_fn, alpha=dict(self.alpha),
                          steps=self.steps, first_order=self.first_order, adapt=self.adapt_prefixes)
-
-    def adapt(self, x_support: Tensor, y_support: Tensor, steps: int | None = None,
-              mask: Tensor | None = None) -> Params:
-        """Adapt to ONE new task (e.g. a new learner) from its support set; returns φ (detached).
-
-        Shapes: x ``[k_shot, *features]``, y ``[k_shot, *targets]`` (no task dimension).
-        """
-        check_support(x_support, y_support)
-        theta = {name: v.detach() for name, v in self.theta.items()}
-        phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
-                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
-                          first_order=True, adapt=self.adapt_prefixes)
-        return {name: v.detach() for name, v in phi.items()}
-
-    def adapt_batch(self, batch: TaskBatch, steps: int | None = None) -> Params:
-        """Adapt to every task of ``batch`` at once; φ has a leading task dimension (see `adapt_batch`)."""
-        return adapt_batch(self.model, self.theta, batch, loss_fn=self.loss_fn, alpha=self._rates(),
-                           steps=self.steps if steps is None else steps, adapt=self.adapt_prefixes)
-
-    def predict(self, phi: Params, x: Tensor) -> Tensor:
-        """f(x; φ) for one task: x ``[n, *features]``."""
-        return functional_call(self.model, phi, (x,))
-
-    def predict_batch(self, phi: Params, x: Tensor) -> Tensor:
-        """f(xᵢ; φᵢ) for every task: φ and x carry a leading task dimension."""
-        return predict_batch(self.model, phi, x)
 
     # ------------------------------------------------------------------ training
     def _grad_fn(self, compile: bool) -> Callable:

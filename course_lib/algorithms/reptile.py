@@ -20,10 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from course_lib.algorithms.functional import (LossFn, Params, batch_args, check_support, fit_loop,
-                                                get_loss, maybe_compile, split_params)
-from course_lib.algorithms.maml import (adapt_batch, check_alpha, check_steps, inner_adapt, inner_rates,
-                                          predict_batch)
+from course_lib.algorithms.functional import (LossFn, Params, batch_args, fit_loop, get_loss, maybe_compile,
+                                                split_params)
+from course_lib.algorithms.maml import Adapter, check_alpha, check_steps, inner_adapt, inner_rates
 from course_lib.tasks import TaskBatch
 
 __all__ = ["Reptile", "reptile_direction"]
@@ -59,7 +58,7 @@ def reptile_direction_tensors(model: nn.Module, theta: Params, rates: Params, xs
             for name in theta}
 
 
-class Reptile:
+class Reptile(Adapter):
     """Reptile around any ``nn.Module``: the same surface as `MAML` (adapt, predict, fit).
 
     ``alpha``: inner SGD step; ``steps``: inner SGD steps per task; ``beta``: outer step (default
@@ -124,32 +123,6 @@ class Reptile:
             theta[name].grad = d
         optimizer.step()
         return loss
-
-    def adapt(self, x_support: Tensor, y_support: Tensor, steps: int | None = None,
-              mask: Tensor | None = None) -> Params:
-        """Adapt to ONE new task with ``steps`` SGD steps (default: the training steps); returns φ.
-
-        Shapes: x ``[k_shot, *features]``, y ``[k_shot, *targets]`` (no task dimension).
-        """
-        check_support(x_support, y_support)
-        theta = {name: v.detach() for name, v in self.theta.items()}
-        phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
-                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
-                          first_order=True, adapt=self.adapt_prefixes)
-        return {name: v.detach() for name, v in phi.items()}
-
-    def adapt_batch(self, batch: TaskBatch, steps: int | None = None) -> Params:
-        """Adapt to every task's support set at once; φ has a leading task dimension."""
-        return adapt_batch(self.model, self.theta, batch, loss_fn=self.loss_fn, alpha=self._rates(),
-                           steps=self.steps if steps is None else steps, adapt=self.adapt_prefixes)
-
-    def predict(self, phi: Params, x: Tensor) -> Tensor:
-        """f(x; φ) for one task: x ``[n, *features]``."""
-        return functional_call(self.model, phi, (x,))
-
-    def predict_batch(self, phi: Params, x: Tensor) -> Tensor:
-        """f(xᵢ; φᵢ) for every task: φ and x carry a leading task dimension."""
-        return predict_batch(self.model, phi, x)
 
     def fit(self, sample: Callable[[torch.Generator], TaskBatch], iterations: int,
             beta: float | None = None, seed: int = 0, compile: bool = False, progress: bool = True,

@@ -11,16 +11,21 @@ and fine-tuned with a step size tuned on validation tasks, as in the paper. Repo
 median MSE over test tasks and the mean over the tasks that did not diverge (MSE finite and below
 ``DIVERGED``).
 
-Run: ``python -m course_lib.experiments.sinusoid [--iterations 70000] [--json FILE]``.
+It follows the study contract (`course_lib.experiments.common`): ``run(Config(...)) -> Result``;
+``details["theta"]`` holds each trained network's parameters (`models` rebuilds the networks) and
+the training times are in ``details["timings"]``. With ``fused=True`` (the default) MAML and FOMAML
+train with `course_lib.algorithms.fused.FusedMAML` (meta-gradient and Adam in one compiled graph,
+chapter 08); ``fused=False`` uses `MAML.fit`.
+
+Run: ``python -m course_lib.experiments.sinusoid [--set iterations=70000] [--set methods=maml,pretrained]
+[--json FILE]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +33,10 @@ from torch.func import functional_call, grad, vmap
 
 from course_lib.algorithms import MAML, Reptile
 from course_lib.algorithms.functional import Params, adam, fit_loop
+from course_lib.algorithms.fused import FusedMAML
 from course_lib.device import cpu_threads, get_device
+from course_lib.experiments.common import Registry, Result, cli, stopwatch
+from course_lib.models.regressor import mlp_regressor
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
 PAPER = {  # Finn et al. 2017, appendix table: 5-shot MSE after 1 / 5 / 10 gradient steps.
@@ -40,8 +48,8 @@ METHODS = ("maml", "fomaml", "reptile", "pretrained")
 
 
 def make_model() -> nn.Module:
-    """The paper's regressor: 1-40-40-1 with ReLU."""
-    return nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1))
+    """The paper's regressor: 1-40-40-1 with ReLU (`course_lib.models.regressor.mlp_regressor`)."""
+    return mlp_regressor((40, 40))
 
 
 def chunked_sampler(meta_batch: int, k_shot: int, n_query: int, device: torch.device,
@@ -131,108 +139,150 @@ def tune_step_size(model: nn.Module, batch: TaskBatch, max_steps: int,
     return min(scores, key=scores.get)
 
 
-def run(iterations: int = 70_000, meta_batch: int = 25, k_train: int = 10, ks: tuple[int, ...] = (5, 10, 20),
-        steps: tuple[int, ...] = (1, 5, 10), methods: tuple[str, ...] = METHODS, n_test: int = 600,
-        n_query_test: int = 100, alpha: float = 0.01, beta: float = 1e-3, reptile_alpha: float = 0.02,
-        reptile_steps: int = 5, reptile_beta: float = 0.1, seed: int = 0, compile: bool = True,
-        device: torch.device | str | None = None, threads: int | None = 1, progress: bool = True) -> dict:
-    """Meta-train every method and evaluate it on ``n_test`` new sinusoid tasks for each K.
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The paper's setup by default (70,000 iterations, meta-batch 25, K = 10, 600 test tasks)."""
 
-    Returns ``{"train_s", "wall_s", "train_s_by_method", "rows": [{"method", "k", "steps",
-    "mse_median", "mse_mean", "n_diverged", "paper"}], "config", "models"}`` where ``train_s`` is
-    the MAML meta-training time and ``models`` holds the trained networks (for the notebook).
-    """
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-    if iterations < 1 or meta_batch < 1 or n_test < 1:
+    iterations: int = 70_000
+    meta_batch: int = 25
+    k_train: int = 10
+    ks: tuple[int, ...] = (5, 10, 20)
+    steps: tuple[int, ...] = (1, 5, 10)
+    methods: tuple[str, ...] = METHODS
+    n_test: int = 600
+    n_query_test: int = 100
+    alpha: float = 0.01
+    beta: float = 1e-3
+    reptile_alpha: float = 0.02
+    reptile_steps: int = 5
+    reptile_beta: float = 0.1
+    seed: int = 0
+    compile: bool = True
+    fused: bool = True               # MAML/FOMAML: FusedMAML (one compiled graph with Adam) instead of MAML.fit
+    threads: int = 1                 # CPU threads per kernel (0 = leave torch's setting)
+
+
+Trainer = Callable[[nn.Module, Config, int, torch.device, bool], tuple[dict, float]]
+TRAINERS: Registry[Trainer] = Registry("method")
+CHUNK = 500
+
+
+def _sampler(config: Config, device: torch.device) -> Callable[[torch.Generator], TaskBatch]:
+    return chunked_sampler(config.meta_batch, config.k_train, config.k_train, device, chunk=CHUNK)
+
+
+def _maml(first_order: bool) -> Trainer:
+    def train(model: nn.Module, config: Config, seed: int, device: torch.device, progress: bool) -> tuple[dict, float]:
+        if config.fused:
+            learner = FusedMAML(model, "mse", alpha=config.alpha, steps=1, first_order=first_order, beta=config.beta,
+                                compile=config.compile)
+            chunk = lambda g: sample_sinusoid_tasks(CHUNK * config.meta_batch, config.k_train, config.k_train,  # noqa: E731
+                                                    generator=g, device=device)[0]
+            return learner.fit(chunk, config.iterations, chunk=CHUNK, seed=seed, progress=progress), config.alpha
+        learner = MAML(model, "mse", alpha=config.alpha, steps=1, first_order=first_order)
+        return learner.fit(_sampler(config, device), config.iterations, beta=config.beta, seed=seed,
+                           compile=config.compile, progress=progress), config.alpha
+    return train
+
+
+TRAINERS.register("maml")(_maml(first_order=False))
+TRAINERS.register("fomaml")(_maml(first_order=True))
+
+
+@TRAINERS.register("reptile")
+def _reptile(model: nn.Module, config: Config, seed: int, device: torch.device, progress: bool) -> tuple[dict, float]:
+    learner = Reptile(model, "mse", alpha=config.reptile_alpha, steps=config.reptile_steps, beta=config.reptile_beta)
+    return learner.fit(_sampler(config, device), config.iterations, seed=seed, compile=config.compile,
+                       progress=progress), config.reptile_alpha
+
+
+@TRAINERS.register("pretrained")
+def _pretrained(model: nn.Module, config: Config, seed: int, device: torch.device, progress: bool) -> tuple[dict, float]:
+    history = train_pretrained(model, _sampler(config, device), config.iterations, config.beta, seed, progress)
+    val, _, _ = sample_sinusoid_tasks(200, max(config.ks), config.n_query_test,
+                                      generator=torch.Generator().manual_seed(config.seed + 7), device=device)
+    return history, tune_step_size(model, val, max(config.steps))
+
+
+def _validate(config: Config) -> None:
+    TRAINERS.check(config.methods)
+    if config.iterations < 1 or config.meta_batch < 1 or config.n_test < 1:
         raise ValueError("iterations, meta_batch and n_test must be >= 1")
-    if max(steps) < 1:
+    if not config.steps or max(config.steps) < 1:
         raise ValueError("steps must contain at least one positive number of fine-tuning steps")
+
+
+def _evaluate(models: dict[str, nn.Module], alphas: dict[str, float], config: Config,
+              device: torch.device) -> list[dict]:
+    """Fine-tune every trained model on ``n_test`` new tasks per K; one row per (K, method, steps)."""
+    rows = []
+    for k in config.ks:
+        test, _, _ = sample_sinusoid_tasks(config.n_test, k, config.n_query_test,
+                                           generator=torch.Generator().manual_seed(config.seed + 1000 + k),
+                                           device=device)
+        for method, model in models.items():
+            curve = finetune_curve(model, dict(model.named_parameters()), test, alphas[method], max(config.steps))
+            for r in summarise(curve.cpu(), config.steps):
+                rows.append({"method": method, "k": k, **r, "alpha": alphas[method],
+                             "paper": PAPER.get((method, k, r["steps"]))})
+    return rows
+
+
+def run(config: Config = Config(), *, progress: bool = True, device: torch.device | str | None = None) -> Result:
+    """Meta-train every method and evaluate it on ``config.n_test`` new sinusoid tasks for each K.
+
+    Rows: ``{"method", "k", "steps", "mse_median", "mse_mean", "n_diverged", "alpha", "paper"}``.
+    Details: ``history`` (loss per 100 iterations), ``theta`` (trained parameters; `models` rebuilds
+    the networks), ``device``, ``timings`` ({"train_s": {method: seconds}}).
+    """
+    _validate(config)
     device = torch.device(device) if device is not None else get_device()
-    threads = threads if device.type == "cpu" else None
-    t_wall = time.perf_counter()
-    train_s: dict[str, float] = {}
-    models: dict[str, nn.Module] = {}
-    eval_alpha: dict[str, float] = {}
-    histories: dict[str, dict] = {}
-    with cpu_threads(threads):
-        for i, method in enumerate(methods):
-            torch.manual_seed(seed + i)
-            model = make_model().to(device)
-            sample = chunked_sampler(meta_batch, k_train, k_train, device)
-            t0 = time.perf_counter()
-            if method in ("maml", "fomaml"):
-                learner = MAML(model, "mse", alpha=alpha, steps=1, first_order=method == "fomaml")
-                histories[method] = learner.fit(sample, iterations, beta=beta, seed=seed + 100 + i,
-                                                compile=compile, progress=progress)
-                eval_alpha[method] = alpha
-            elif method == "reptile":
-                learner = Reptile(model, "mse", alpha=reptile_alpha, steps=reptile_steps, beta=reptile_beta)
-                histories[method] = learner.fit(sample, iterations, seed=seed + 100 + i, compile=compile,
-                                                progress=progress)
-                eval_alpha[method] = reptile_alpha
-            else:
-                histories[method] = train_pretrained(model, sample, iterations, beta, seed + 100 + i, progress)
-                val, _, _ = sample_sinusoid_tasks(200, max(ks), n_query_test,
-                                                  generator=torch.Generator().manual_seed(seed + 7), device=device)
-                eval_alpha[method] = tune_step_size(model, val, max(steps))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            train_s[method] = time.perf_counter() - t0
-            models[method] = model
-        rows = []
-        for k in ks:
-            test, _, _ = sample_sinusoid_tasks(n_test, k, n_query_test,
-                                               generator=torch.Generator().manual_seed(seed + 1000 + k),
-                                               device=device)
-            for method, model in models.items():
-                curve = finetune_curve(model, dict(model.named_parameters()), test, eval_alpha[method], max(steps))
-                for r in summarise(curve.cpu(), steps):
-                    rows.append({"method": method, "k": k, **r, "alpha": eval_alpha[method],
-                                 "paper": PAPER.get((method, k, r["steps"]))})
-    return {"train_s": train_s.get("maml", math.nan), "train_s_by_method": train_s,
-            "wall_s": time.perf_counter() - t_wall, "device": str(device), "rows": rows, "history": histories,
-            "config": {"iterations": iterations, "meta_batch": meta_batch, "k_train": k_train,
-                       "alpha": alpha, "beta": beta, "n_test": n_test, "seed": seed, "compile": compile},
-            "models": models}
+    threads = config.threads if device.type == "cpu" and config.threads > 0 else None
+    train_s, models, alphas, histories = {}, {}, {}, {}
+    with stopwatch() as wall, cpu_threads(threads):
+        for i, method in enumerate(config.methods):
+            torch.manual_seed(config.seed + i)
+            models[method] = make_model().to(device)
+            with stopwatch() as elapsed:
+                histories[method], alphas[method] = TRAINERS[method](models[method], config, config.seed + 100 + i,
+                                                                     device, progress)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            train_s[method] = elapsed()
+        rows = _evaluate(models, alphas, config, device)
+    theta = {m: {k: v.detach().cpu() for k, v in model.state_dict().items()} for m, model in models.items()}
+    return Result("sinusoid", rows, dataclasses.asdict(config), wall(),
+                  {"history": histories, "theta": theta, "device": str(device), "timings": {"train_s": train_s}})
 
 
-def table(result: dict):
-    """The rows of `run` as a pandas DataFrame, with the paper's figure and mean / paper beside it."""
-    import pandas as pd
+def models(result: Result) -> dict[str, nn.Module]:
+    """The trained networks of a `run` result (from ``details["theta"]``, also after a JSON round trip)."""
+    out = {}
+    for method, state in result.details["theta"].items():
+        model = make_model()
+        model.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in state.items()})
+        out[method] = model
+    return out
 
-    df = pd.DataFrame(result["rows"])
-    df["ratio_to_paper"] = df["mse_mean"] / df["paper"]  # the paper reports means over test tasks
+
+def table(result: Result):
+    """The rows as a DataFrame, with mean / paper beside the paper's figure (the paper reports means)."""
+    df = result.table()
+    df["ratio_to_paper"] = df["mse_mean"] / df["paper"]
     return df
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=70_000)
-    parser.add_argument("--meta-batch", type=int, default=25)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--json", default=None, help="write the results to this JSON file")
-    args = parser.parse_args(argv)
-    res = run(iterations=args.iterations, meta_batch=args.meta_batch, methods=tuple(args.methods.split(",")),
-              seed=args.seed, compile=not args.no_compile, device=args.device)
-    res.pop("models")
-    import pandas as pd
+def show(result: Result) -> str:
+    text = table(result).drop(columns=["alpha"]).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    train_s = result.details["timings"]["train_s"]
+    n = result.config["iterations"]
+    return text + "\n" + "\n".join(f"{m} meta-training: {s:.1f} s for {n} iterations ({1e3 * s / n:.2f} ms/iteration)"
+                                     for m, s in train_s.items())
 
-    with pd.option_context("display.width", 140, "display.max_rows", 200):
-        print(table(res).drop(columns=["alpha"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"MAML meta-training: {res['train_s']:.1f} s for {args.iterations} iterations "
-          f"({1e3 * res['train_s'] / args.iterations:.2f} ms/iteration); total wall time {res['wall_s']:.1f} s "
-          f"on {res['device']}")
-    if args.json:
-        from pathlib import Path
 
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+def main(argv: Sequence[str] | None = None) -> Result:
+    """``python -m course_lib.experiments.sinusoid [--set name=value ...] [--json FILE]``."""
+    return cli(run, Config, argv, description=__doc__.split("\n")[0], show=show)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""Checks for chapter 08 (Scaling meta-training).
+
+Each check returns True with a PASS message for a right answer, returns False with a reminder
+when the answer is still the unfilled placeholder ``None``, and raises ``ExerciseError`` with a
+hint for a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from course_lib.exercises import fail, passed, todo as _todo
+
+__all__ = ["check_shard_range", "check_union_mean", "check_ring_bytes", "union_mean", "ring_bytes"]
+
+
+# ------------------------------------------------------------------ exercise 1: a rank's shard
+
+def check_shard_range(fn: Callable | None) -> bool:
+    """Exercise 1: ``fn(rank, world, meta_batch) -> (start, stop)``, rank r's tasks [start, stop)."""
+    if fn is None:
+        return _todo("define shard_range(rank, world, meta_batch) and pass it to the check")
+    for world, batch in ((2, 8), (4, 32), (3, 9), (1, 5)):
+        got = []
+        for rank in range(world):
+            try:
+                r = fn(rank, world, batch)
+            except Exception as exc:  # noqa: BLE001 - any error is feedback for the reader
+                fail(f"shard_range({rank}, {world}, {batch}) raised {type(exc).__name__}: {exc}")
+            if r is None:
+                return _todo("your function returns None; return (start, stop)")
+            got.append(tuple(int(v) for v in r))
+        size = batch // world
+        expected = [(r * size, (r + 1) * size) for r in range(world)]
+        if got == expected:
+            continue
+        if got == [(r * size, (r + 1) * size - 1) for r in range(world)]:
+            fail("stop is exclusive, as in Python slices: rank r holds tasks r·T/W … (r+1)·T/W − 1, so stop = (r+1)·T/W")
+        if any(a[1] - a[0] != size for a in got):
+            fail(f"with W = {world} ranks and T = {batch} tasks every rank holds T/W = {size} tasks; "
+                 f"you gave {[b - a for a, b in got]}")
+        fail(f"the shards must tile the meta-batch in rank order: expected {expected}, got {got}")
+    return passed("rank r holds tasks [r·T/W, (r+1)·T/W): equal shards that tile the meta-batch")
+
+
+# ------------------------------------------------------------------ exercise 2: the union mean
+
+def union_mean(shard_means: Sequence[torch.Tensor], shard_sizes: Sequence[int]) -> torch.Tensor:
+    """The reference answer of exercise 2: the mean over all tasks from each shard's mean and size."""
+    sizes = torch.tensor(shard_sizes, dtype=torch.float64)
+    stacked = torch.stack([torch.as_tensor(m, dtype=torch.float64) for m in shard_means])
+    return (stacked * sizes.reshape(-1, *([1] * (stacked.dim() - 1)))).sum(0) / sizes.sum()
+
+
+def check_union_mean(fn: Callable | None) -> bool:
+    """Exercise 2: ``fn(shard_means [W tensors], shard_sizes [W ints]) -> mean over all tasks``."""
+    if fn is None:
+        return _todo("define combine(shard_means, shard_sizes) and pass it to the check")
+    g = torch.Generator().manual_seed(0)
+    per_task = torch.randn(10, 3, generator=g, dtype=torch.float64)
+    sizes = [2, 3, 5]
+    chunks = torch.split(per_task, sizes)
+    means = [c.mean(0) for c in chunks]
+    try:
+        got = fn([m.clone() for m in means], list(sizes))
+    except Exception as exc:  # noqa: BLE001
+        fail(f"combine(3 shard means of shape [3], sizes {sizes}) raised {type(exc).__name__}: {exc}")
+    if got is None:
+        return _todo("your function returns None; return the mean over all tasks")
+    got = torch.as_tensor(got, dtype=torch.float64)
+    if got.shape != (3,):
+        fail(f"return one mean gradient of shape [3], got shape {tuple(got.shape)}")
+    if torch.allclose(got, per_task.mean(0), atol=1e-10):
+        return passed("weight each shard's mean by its size: Σ nᵣ·ḡᵣ / Σ nᵣ; with equal shards this is "
+                      "all_reduce(sum) / W")
+    if torch.allclose(got, torch.stack(means).mean(0), atol=1e-10):
+        fail("that is the plain mean of the shard means (what all_reduce / W gives); it equals the mean over "
+             "tasks only when every shard has the same size: weight each shard by its number of tasks")
+    if torch.allclose(got, torch.stack(means).sum(0), atol=1e-10):
+        fail("that is the sum of the shard means; divide, and weight each shard by its size")
+    fail("the mean over all tasks is Σᵣ nᵣ·ḡᵣ / Σᵣ nᵣ")
+
+
+# ------------------------------------------------------------------ exercise 3: bytes on the wire
+
+def ring_bytes(param_bytes: int, world: int) -> float:
+    """The reference answer of exercise 3: bytes each rank sends in a ring all_reduce, 2(W−1)/W · P."""
+    return 2 * (world - 1) / world * param_bytes
+
+
+def check_ring_bytes(fn: Callable | None) -> bool:
+    """Exercise 3: ``fn(param_bytes, world) -> bytes each rank sends per ring all_reduce``."""
+    if fn is None:
+        return _todo("define sent_bytes(param_bytes, world) and pass it to the check")
+    cases = [(7_052, 8), (7_052, 2), (4_000_000, 4), (100, 1)]
+    for p, w in cases:
+        try:
+            got = fn(p, w)
+        except Exception as exc:  # noqa: BLE001
+            fail(f"sent_bytes({p}, {w}) raised {type(exc).__name__}: {exc}")
+        if got is None:
+            return _todo("your function returns None; return a number of bytes")
+        want = ring_bytes(p, w)
+        if abs(float(got) - want) <= 1e-6 * max(want, 1):
+            continue
+        for wrong, hint in ((p, "every rank does not send all P bytes once: a ring all_reduce is a "
+                                "reduce-scatter then an all-gather"),
+                            (2 * p, "close: each phase sends W−1 chunks of P/W bytes, not P"),
+                            ((w - 1) / w * p, "that is one phase (reduce-scatter); the all-gather sends as much again"),
+                            (w * p, "the bytes per rank do not grow with W in a ring; that is why it scales")):
+            if abs(float(got) - wrong) <= 1e-6 * max(wrong, 1):
+                fail(f"for P = {p} bytes and W = {w}: {hint}")
+        fail(f"for P = {p} bytes and W = {w} each rank sends 2(W−1)/W · P bytes; you gave {got}")
+    return passed("a ring all_reduce sends 2(W−1)/W · P bytes per rank: under 2P whatever the number of ranks")

@@ -1,0 +1,132 @@
+"""course_lib.distributed: 2 processes (torchrun, gloo) = 1 process on the union meta-batch; resume; failures.
+
+The multi-process tests launch ``torchrun --standalone --nproc-per-node=2`` as a subprocess with
+OMP_NUM_THREADS=1, MASTER_ADDR=127.0.0.1 and GLOO_SOCKET_IFNAME=lo, each with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_lib import distributed
+from course_lib.distributed import DistConfig, Rank, check_world, shard, train
+from course_lib.experiments.common import load_json
+from course_lib.tasks import sample_sinusoid_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(iterations=20, meta_batch=8, k_shot=5, warmup=0)
+ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    for k in ENV_KEYS:
+        monkeypatch.delenv(k, raising=False)
+
+
+def torchrun(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env |= {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
+            "PYTHONPATH": str(ROOT), "COURSE_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "course_lib.distributed", *args]
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def flags(**kw) -> list[str]:
+    out = []
+    for k, v in kw.items():
+        flag = "--" + k.replace("_", "-")
+        out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((torch.as_tensor(a[k]) - torch.as_tensor(b[k])).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("algo", ["maml", "fomaml", "reptile"])
+def test_two_processes_equal_one_process_on_the_union_batch(algo, tmp_path):
+    kw = SMALL | {"algo": algo, "inner_steps": 1 if algo != "reptile" else 3}
+    out = tmp_path / "two.json"
+    proc = torchrun(flags(**kw, json=out, device="cpu"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = load_json(out)
+    one = train(DistConfig(**kw), device="cpu")
+    assert two.rows[0]["world_size"] == 2 and one.rows[0]["world_size"] == 1
+    assert max_diff(two.details["theta"], one.details["theta"]) <= 1e-5
+    assert max_diff(one.details["theta"], train(DistConfig(**kw | {"iterations": 1}), device="cpu").details["theta"]) > 1e-3
+    assert abs(two.details["history"][-1] - one.details["history"][-1]) <= 1e-4  # the loss is the union's too
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    ck = tmp_path / "ck.pt"
+    kw = SMALL | {"checkpoint": str(ck), "checkpoint_every": 5}
+    proc = torchrun(flags(**kw, fail_at_step=12, fail_rank=1, device="cpu"))
+    assert proc.returncode != 0 and "injected failure at step 12" in proc.stderr
+    assert torch.load(ck, weights_only=True)["step"] == 10
+    resumed = train(DistConfig(**kw, resume=True), device="cpu")  # resharded: 2 processes -> 1
+    straight = train(DistConfig(**SMALL), device="cpu")
+    assert max_diff(resumed.details["theta"], straight.details["theta"]) <= 1e-5
+    assert len(resumed.details["history"]) == 10  # only steps 11..20 were run again
+
+
+def test_resume_in_one_process_is_bitwise_identical(tmp_path):
+    ck = tmp_path / "ck.pt"
+    kw = SMALL | {"algo": "maml", "checkpoint": str(ck)}
+    train(DistConfig(**kw | {"iterations": 7}), device="cpu")
+    resumed = train(DistConfig(**kw, resume=True), device="cpu")
+    straight = train(DistConfig(**SMALL), device="cpu")
+    for k, v in straight.details["theta"].items():
+        assert torch.equal(resumed.details["theta"][k], v), k
+    with pytest.raises(ValueError, match="same settings"):
+        train(DistConfig(**kw | {"meta_batch": 4}, resume=True), device="cpu")
+
+
+def test_a_dead_rank_stops_the_others_within_the_timeout():
+    t0 = time.perf_counter()
+    proc = torchrun(flags(**SMALL | {"iterations": 200}, fail_at_step=3, fail_rank=1, timeout_s=10, device="cpu"))
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode != 0
+    assert "rank 1: injected failure at step 3" in proc.stderr
+    assert elapsed < 60, f"the surviving rank took {elapsed:.0f} s to stop"
+
+
+def test_bad_world_sizes_get_clear_errors():
+    with pytest.raises(ValueError, match="not divisible by the world size"):
+        check_world(10, 4)
+    with pytest.raises(ValueError, match="more ranks"):
+        check_world(2, 4)
+    batch, _, _ = sample_sinusoid_tasks(6, 3)
+    parts = [shard(batch, Rank(r, 3)) for r in range(3)]
+    assert torch.equal(torch.cat([p.x_support for p in parts]), batch.x_support)
+
+
+def test_missing_rendezvous_is_reported(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(RuntimeError, match="missing rendezvous.*MASTER_ADDR"):
+        train(DistConfig(**SMALL), device="cpu")
+    monkeypatch.setenv("RANK", "1")  # a rank whose rendezvous host never comes up
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29")
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="could not join the rendezvous"):
+        train(DistConfig(**SMALL, timeout_s=3), device="cpu")
+    assert time.perf_counter() - t0 < 30
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        train(DistConfig(algo="sgd"))
+    with pytest.raises(ValueError, match="--resume needs --checkpoint"):
+        train(DistConfig(resume=True))
+    args = distributed.parser().parse_args(["--meta-batch", "16", "--resume", "--checkpoint", "x.pt"])
+    assert args.meta_batch == 16 and args.resume is True

@@ -1,0 +1,174 @@
+"""Optional benchmark: the MAML paper's sinusoid training in JAX (XLA) vs course_lib, in one run.
+
+Chapter 08, "speed near the limit". The same meta-iteration in three implementations:
+
+* ``jax``: one ``jax.jit``-compiled step (meta-gradient with one inner step, vmapped over tasks,
+  and Adam written out, so the whole update is one XLA program);
+* ``course_lib MAML.fit``: `course_lib.algorithms.MAML` with ``compile=True`` and the chunked
+  sampler of `course_lib.experiments.sinusoid` (how chapter 03 trained until chapter 08);
+* ``course_lib FusedMAML``: `course_lib.algorithms.fused.FusedMAML`, meta-gradient and Adam in
+  one ``torch.compile`` graph.
+
+Setup: meta-batch 25, K = 10 support and 10 query points, α = 0.01, Adam β = 1e-3, tasks sampled on
+the host in chunks of 500 meta-batches (both frameworks), torch on one thread per kernel. The
+implementations alternate, ``--rounds`` times, each round ``--iterations`` meta-iterations after a
+warm-up that includes compilation (timed separately), so all rows see the same machine load. The
+70,000-iteration estimate is compile time + 70,000 × the median ms per iteration.
+
+Needs jax (``pip install jax``; CPU is enough); it is not a dependency of the course.
+Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+META_BATCH, K, ALPHA, BETA, CHUNK = 25, 10, 0.01, 1e-3, 500
+
+
+def sample_numpy(rng: np.random.Generator, n_tasks: int) -> tuple[np.ndarray, ...]:
+    """Sinusoid tasks as in course_lib.tasks: A ~ U[0.1, 5], b ~ U[0, π], x ~ U[-5, 5]; [n, K, 1] arrays."""
+    amp = rng.uniform(0.1, 5.0, (n_tasks, 1, 1)).astype(np.float32)
+    phase = rng.uniform(0, np.pi, (n_tasks, 1, 1)).astype(np.float32)
+    xs, xq = (rng.uniform(-5, 5, (n_tasks, K, 1)).astype(np.float32) for _ in range(2))
+    return xs, amp * np.sin(xs - phase), xq, amp * np.sin(xq - phase)
+
+
+def jax_trainer():
+    """(warm-up function, train(iterations) function) for the JAX implementation."""
+    import jax
+    import jax.numpy as jnp
+
+    def init(key):
+        sizes, params = [(1, 40), (40, 40), (40, 1)], []
+        for i, (a, b) in enumerate(sizes):
+            k1, k2, key = jax.random.split(key, 3)
+            bound = 1 / np.sqrt(a)
+            params.append((jax.random.uniform(k1, (a, b), minval=-bound, maxval=bound),
+                           jax.random.uniform(k2, (b,), minval=-bound, maxval=bound)))
+        return params
+
+    def net(p, x):
+        for w, b in p[:-1]:
+            x = jax.nn.relu(x @ w + b)
+        return x @ p[-1][0] + p[-1][1]
+
+    def mse(p, x, y):
+        return jnp.mean((net(p, x) - y) ** 2)
+
+    def task_loss(p, xs, ys, xq, yq):
+        g = jax.grad(mse)(p, xs, ys)
+        return mse(jax.tree.map(lambda a, b: a - ALPHA * b, p, g), xq, yq)
+
+    def meta_loss(p, xs, ys, xq, yq):
+        return jnp.mean(jax.vmap(task_loss, in_axes=(None, 0, 0, 0, 0))(p, xs, ys, xq, yq))
+
+    @jax.jit
+    def step(p, m, v, t, xs, ys, xq, yq):
+        loss, g = jax.value_and_grad(meta_loss)(p, xs, ys, xq, yq)
+        t = t + 1
+        m = jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
+        v = jax.tree.map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
+        c1, c2 = 1 - 0.9 ** t, 1 - 0.999 ** t
+        p = jax.tree.map(lambda a, mm, vv: a - BETA * (mm / c1) / (jnp.sqrt(vv / c2) + 1e-8), p, m, v)
+        return p, m, v, t, loss
+
+    state = {"p": init(jax.random.PRNGKey(0))}
+    state |= {"m": jax.tree.map(jnp.zeros_like, state["p"]), "v": jax.tree.map(jnp.zeros_like, state["p"]),
+              "t": jnp.zeros(()), "rng": np.random.default_rng(0)}
+
+    def train(iterations: int) -> float:
+        p, m, v, t = state["p"], state["m"], state["v"], state["t"]
+        loss = None
+        for start in range(0, iterations, CHUNK):
+            xs, ys, xq, yq = (a.reshape(CHUNK, META_BATCH, K, 1) for a in sample_numpy(state["rng"], CHUNK * META_BATCH))
+            for i in range(min(CHUNK, iterations - start)):
+                p, m, v, t, loss = step(p, m, v, t, xs[i], ys[i], xq[i], yq[i])
+        loss.block_until_ready()
+        state.update(p=p, m=m, v=v, t=t)
+        return float(loss)
+
+    return (lambda: train(3)), train
+
+
+def torch_trainers() -> dict:
+    """name -> (warm-up function, train(iterations) function) for the course_lib implementations."""
+    import torch
+
+    from course_lib.algorithms import MAML
+    from course_lib.algorithms.fused import FusedMAML
+    from course_lib.models.regressor import mlp_regressor
+    from course_lib.tasks import sample_sinusoid_tasks
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    maml = MAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1)
+    from course_lib.experiments.sinusoid import chunked_sampler
+
+    sample = chunked_sampler(META_BATCH, K, K, torch.device("cpu"), chunk=CHUNK)
+    opt = torch.optim.Adam(maml.parameters(), lr=BETA, fused=True)
+    fused = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA)
+    chunk = lambda g: sample_sinusoid_tasks(CHUNK * META_BATCH, K, K, generator=g)[0]  # noqa: E731
+
+    def fit_maml(n: int) -> float:
+        return maml.fit(sample, n, compile=True, progress=False, optimizer=opt)["loss"][-1]
+
+    def fit_fused(n: int) -> float:
+        return fused.fit(chunk, n, chunk=CHUNK, progress=False)["loss"][-1]
+
+    return {"course_lib MAML.fit (compiled)": (lambda: fit_maml(3), fit_maml),
+            "course_lib FusedMAML (compiled)": (lambda: fit_fused(3), fit_fused)}
+
+
+def measure(iterations: int, rounds: int) -> list[dict]:
+    """Compile every implementation (timed), then alternate ``rounds`` timed runs of each."""
+    impls = {"jax (jit)": jax_trainer(), **torch_trainers()}
+    compile_s, runs = {}, {name: [] for name in impls}
+    for name, (warm, _) in impls.items():
+        t0 = time.perf_counter()
+        warm()
+        compile_s[name] = time.perf_counter() - t0
+    for _ in range(rounds):
+        for name, (_, train) in impls.items():
+            t0 = time.perf_counter()
+            train(iterations)
+            runs[name].append(1e3 * (time.perf_counter() - t0) / iterations)
+    rows = []
+    for name in impls:
+        ms = statistics.median(runs[name])
+        rows.append({"implementation": name, "ms_per_iter": ms, "ms_per_iter_rounds": runs[name],
+                     "compile_s": compile_s[name], "estimate_70k_s": compile_s[name] + 70_000 * ms / 1e3})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iterations", type=int, default=3000, help="meta-iterations per implementation per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        sys.exit("this optional benchmark needs jax: pip install jax")
+    rows = measure(args.iterations, args.rounds)
+    for r in rows:
+        print(f"{r['implementation']:34s} {r['ms_per_iter']:7.3f} ms/iteration  compile {r['compile_s']:5.1f} s  "
+              f"70k estimate {r['estimate_70k_s']:6.1f} s   rounds {[round(v, 3) for v in r['ms_per_iter_rounds']]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"iterations": args.iterations, "rounds": args.rounds, "rows": rows},
+                                              indent=1) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
