@@ -71,3 +71,24 @@ def test_fold_in_right_answer_and_mistakes():
         ch06.check_fold_in(lambda res, lam: res.sum() / (len(res) + 2 * lam))
     with pytest.raises(ExerciseError, match="raised"):
         ch06.check_fold_in(lambda res, lam: undefined_name)  # noqa: F821
+
+
+def test_posterior_interest_right_answer_agrees_with_bayes_scores_and_mistakes_fail():
+    from course_lib.data.resource_text import LearnerModel, SimulatedRatings, bayes_scores
+
+    def right(m, s2, y, noise):
+        return (m / s2 + np.sum(y) / noise) / (1 / s2 + len(y) / noise)
+
+    assert ch06.check_posterior_interest(None) is False
+    assert ch06.check_posterior_interest(lambda m, s2, y, noise: None) is False
+    assert ch06.check_posterior_interest(right) is True
+    with pytest.raises(ExerciseError, match="ignores the prior"):
+        ch06.check_posterior_interest(lambda m, s2, y, noise: np.mean(y) if len(y) else m)
+    with pytest.raises(ExerciseError, match="expected"):
+        ch06.check_posterior_interest(lambda m, s2, y, noise: (m + np.sum(y)) / (1 + len(y)))
+    # the one-domain answer is what bayes_scores computes (bias and quality fixed at ~0, one domain)
+    model = LearnerModel(np.array([0.2]), np.array([[0.5]]), sigma_bias=1e-4, sigma_quality=1e-4, sigma_noise=0.5)
+    sim = SimulatedRatings(model, np.zeros(4, np.int64), np.zeros(4), np.array([True, True, True, False]),
+                           np.zeros((1, 1)), np.zeros(1), np.array([[0, 1, 2]]), np.array([[1.0, 0.4, 1.3]]))
+    got = bayes_scores(sim, sim.items, sim.ratings, np.array([3]))[0, 0]
+    assert got == pytest.approx(right(0.2, 0.5, np.array([1.0, 0.4, 1.3]), 0.25), abs=1e-4)

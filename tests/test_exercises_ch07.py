@@ -104,3 +104,39 @@ def test_bkt_update_mistakes(wrong, hint):
 def test_em_step_mistakes(wrong, hint):
     with pytest.raises(ExerciseError, match=hint):
         ch07.check_em_step(wrong)
+
+
+# ----------------------------------------------------------------------------- exercises 5 and 6
+
+def plan_one_skill(learn, forget, depth):
+    q = np.zeros(2)
+    for _ in range(depth):
+        v = q.copy()
+        q = np.array([(1 - learn) * (0 + v[0]) + learn * (1 + v[1]),
+                      (1 - forget) * (1 + v[1]) + forget * (0 + v[0])])
+    return q
+
+
+def feedback_posterior(prior, profiles, actions, rewards):
+    p = profiles[:, actions]                                          # [K, T]
+    w = prior * np.prod(np.where(np.asarray(rewards) > 0, p, 1 - p), axis=1)
+    return w / w.sum()
+
+
+def test_plan_one_skill_right_and_wrong(capsys):
+    assert ch07.check_plan_one_skill(None) is False
+    assert ch07.check_plan_one_skill(lambda learn, forget, depth: None) is False
+    assert ch07.check_plan_one_skill(plan_one_skill) is True
+    with pytest.raises(ExerciseError, match="one-step value"):
+        ch07.check_plan_one_skill(lambda learn, forget, depth: plan_one_skill(learn, forget, 1))
+    with pytest.raises(ExerciseError, match="expected"):
+        ch07.check_plan_one_skill(lambda learn, forget, depth: plan_one_skill(learn, 0.0, depth) + 0.01)
+
+
+def test_feedback_posterior_right_and_wrong():
+    assert ch07.check_feedback_posterior(None) is False
+    assert ch07.check_feedback_posterior(feedback_posterior) is True
+    with pytest.raises(ExerciseError, match="forgot the prior"):
+        ch07.check_feedback_posterior(lambda prior, prof, a, y: feedback_posterior(np.ones(3), prof, a, y))
+    with pytest.raises(ExerciseError, match="sums to"):
+        ch07.check_feedback_posterior(lambda prior, prof, a, y: 2 * feedback_posterior(prior, prof, a, y))

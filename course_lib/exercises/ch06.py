@@ -14,7 +14,7 @@ import numpy as np
 from course_lib.exercises import fail, passed, todo
 from course_lib.metrics import ndcg_at_k
 
-__all__ = ["check_popularity", "check_ndcg", "check_fold_in", "NDCG_EXAMPLE"]
+__all__ = ["check_popularity", "check_ndcg", "check_fold_in", "check_posterior_interest", "NDCG_EXAMPLE"]
 
 #: The list of exercise 2: true ratings of a student's query lecturers, and a model's scores.
 NDCG_EXAMPLE = {"ratings": [3.0, 5.0, 1.0, 4.0, 2.0], "scores": [4.1, 3.9, 3.5, 3.0, 2.2]}
@@ -97,3 +97,30 @@ def check_fold_in(fold_in: Callable | None) -> bool:
         if not np.isclose(got, want, atol=1e-6):
             fail(f"for residuals {res.tolist()} and λ_b = {lam} expected {want:.4f}, got {got:.4f}")
     return passed("b_u = Σ residuals / (K + λ_b): one rating moves the offset a little, twenty move it a lot")
+
+
+def check_posterior_interest(posterior: Callable | None) -> bool:
+    """Exercise 4: ``posterior(prior_mean, prior_var, ratings, noise_var) -> E[u | ratings]``.
+
+    One learner's interest u in one domain, prior u ~ 𝒩(m, s²), ratings yₖ = u + εₖ with ε ~ 𝒩(0, σ²):
+    E[u | y] = (m/s² + Σ yₖ/σ²) / (1/s² + K/σ²), the one-domain case of ``bayes_scores`` (section 10).
+    """
+    if posterior is None:
+        return todo("write posterior(prior_mean, prior_var, ratings, noise_var)")
+    cases = [(0.2, 0.5, np.array([1.0]), 0.25), (0.2, 0.5, np.array([1.0, 0.4, 1.3]), 0.25),
+             (-0.1, 2.0, np.array([0.5] * 30), 0.25), (0.3, 0.5, np.array([]), 0.25)]
+    for m, s2, y, noise in cases:
+        try:
+            out = posterior(m, s2, y, noise)
+        except Exception as err:  # noqa: BLE001 - report any error from the reader's code
+            fail(f"posterior({m}, {s2}, {y.tolist()}, {noise}) raised {type(err).__name__}: {err}")
+        if out is None:
+            return todo("posterior(...) returns None: fill in its body")
+        got, want = float(out), (m / s2 + y.sum() / noise) / (1 / s2 + len(y) / noise)
+        if len(y) and np.isclose(got, y.mean()) and not np.isclose(got, want):
+            fail("that is the mean rating: it ignores the prior. Weigh the prior mean by 1/s² and the ratings by 1/σ²")
+        if np.isnan(got):
+            fail("with no ratings the answer is the prior mean m, not NaN")
+        if not np.isclose(got, want, atol=1e-6):
+            fail(f"prior 𝒩({m}, {s2}), ratings {y.tolist()}, σ² = {noise}: expected {want:.4f}, got {got:.4f}")
+    return passed("E[u | y] = (m/s² + Σy/σ²)/(1/s² + K/σ²): the prior wins with one rating, the data with thirty")

@@ -14,7 +14,8 @@ import torch
 
 from course_lib.exercises import fail, passed, todo as _todo
 
-__all__ = ["check_item_information", "check_next_item", "check_bkt_update", "check_em_step"]
+__all__ = ["check_item_information", "check_next_item", "check_bkt_update", "check_em_step", "check_plan_one_skill",
+           "check_feedback_posterior"]
 
 
 def _call(fn: Callable, *args, what: str):
@@ -187,3 +188,73 @@ def check_em_step(fn: Callable | None) -> bool:
     if not np.allclose(got, expected, atol=1e-8):
         fail("the weights differ from mean_n [w_h lik[n, h] / Σ_h' w_h' lik[n, h']]")
     return passed("one EM step of course_lib.adaptive.classroom.meta_learn_prior: the marginal likelihood can only go up")
+
+
+# ----------------------------------------------------------------------------- exercise 5
+
+def check_plan_one_skill(fn: Callable | None) -> bool:
+    """Exercise 5: ``fn(learn, forget, depth) -> [2]``: Q_depth(z, practise) for a one-skill curriculum.
+
+    z = 0 (not mastered) or 1; reward after each activity = 1 if mastered; V_0 = 0 and
+    Q_d(z) = Σ_z' P(z' | z) [r(z') + V_{d−1}(z')] with V_{d−1} = Q_{d−1} (one action only).
+    The answer must equal ``course_lib.adaptive.planning.plan_values`` on that curriculum.
+    """
+    from course_lib.adaptive.classroom import Curriculum
+    from course_lib.adaptive.planning import plan_values
+
+    if fn is None:
+        return _todo("define plan_one_skill(learn, forget, depth) and pass it to the check")
+    one = Curriculum(("skill",), ((),), (1.0,))
+    for learn, forget, depth in ((0.3, 0.0, 1), (0.3, 0.0, 2), (0.2, 0.05, 5), (0.5, 0.1, 12)):
+        got = _call(fn, learn, forget, depth, what=f"with learn={learn}, forget={forget}, depth={depth}")
+        if got is None:
+            return _todo("your function returns None; return [Q(z=0), Q(z=1)]")
+        got = _array(got, "the result").ravel()
+        want = plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), depth)[0, :, 0]
+        if got.shape != (2,):
+            fail(f"return two values, Q for z = 0 and z = 1; got shape {got.shape}")
+        if depth > 1 and np.allclose(got, plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), 1)[0, :, 0]):
+            fail("that is the one-step value: add the value of the remaining depth − 1 activities, V_{d−1}(z')")
+        if not np.allclose(got, want, atol=1e-9):
+            fail(f"learn={learn}, forget={forget}, depth={depth}: expected {np.round(want, 4).tolist()}, "
+                 f"got {np.round(got, 4).tolist()}")
+    return passed("your value iteration matches course_lib.adaptive.planning.plan_values")
+
+
+# ----------------------------------------------------------------------------- exercise 6
+
+def check_feedback_posterior(fn: Callable | None) -> bool:
+    """Exercise 6: ``fn(prior [K], profiles [K, A], actions [T], rewards [T]) -> [K]``: P(component | rewards).
+
+    Bayes' rule with Bernoulli rewards: prior_k Π_t p_k,a_t^y_t (1 − p_k,a_t)^(1 − y_t), normalised —
+    what ``course_lib.adaptive.feedback.MixtureThompson`` tracks for every learner.
+    """
+    from course_lib.adaptive.feedback import MixtureThompson
+
+    if fn is None:
+        return _todo("define feedback_posterior(prior, profiles, actions, rewards) and pass it to the check")
+    rng = np.random.default_rng(4)
+    profiles = rng.uniform(0.1, 0.9, (3, 4))
+    prior = np.array([0.5, 0.3, 0.2])
+    actions, rewards = rng.integers(0, 4, 12), rng.integers(0, 2, 12)
+    got = _call(fn, prior.copy(), profiles.copy(), actions.copy(), rewards.copy(), what="with K = 3, T = 12")
+    if got is None:
+        return _todo("your function returns None; return the posterior [K]")
+    got = _array(got, "the result").ravel()
+    policy = MixtureThompson(profiles, prior[None])
+    state = policy.begin(np.zeros(1, int))
+    for a, y in zip(actions, rewards):
+        state = policy.update(state, np.array([a]), np.array([y]))
+    want = np.exp(state["log_w"][0] - state["log_w"][0].max())
+    want /= want.sum()
+    if got.shape != (3,):
+        fail(f"return one probability per component, shape (3,), got {got.shape}")
+    if not np.isclose(got.sum(), 1, atol=1e-6):
+        fail(f"a posterior sums to 1; yours sums to {got.sum():.4f}: normalise")
+    lik_only = want / prior / (want / prior).sum()
+    if np.allclose(got, lik_only, atol=1e-6):
+        fail("you forgot the prior: multiply the likelihood by prior_k before normalising")
+    if not np.allclose(got, want, atol=1e-6):
+        fail(f"expected {np.round(want, 4).tolist()}, got {np.round(got, 4).tolist()}: a reward y for action a "
+             "multiplies component k's weight by p[k, a] if y = 1 and by 1 − p[k, a] if y = 0")
+    return passed("your posterior matches what MixtureThompson tracks for each learner")
