@@ -4,7 +4,7 @@ Three pictures carry ideas that prose carries badly:
 
 - :func:`two_level_loop`: MAML's inner loop (θ → φᵢ on each learner's support answers) and outer
   loop (θ updated from the query losses). Derived in chapter 03, section 1.
-- :func:`learner_split`: a learner is a task; support = first K answers, query = the next ones;
+- :func:`learner_split`: a learner is a task; K support answers, the other answers as query;
   meta-train and meta-test are split *by learner*. Chapter 01, section 2.
 - :func:`federated_round`: one round of federated meta-learning; answers never leave a school,
   only parameters travel. Chapter 09.
@@ -134,7 +134,7 @@ def two_level_loop(n_learners: int = 3) -> Diagram:
 
 
 def learner_split(n_train: int = 6, n_test: int = 3, n_answers: int = 12, k_shot: int = 4) -> Diagram:
-    """A learner is a task: support = first K answers, query = later ones; split by learner.
+    """A learner is a task: K support answers, the other answers as query; split by learner.
 
     Derived in chapter 01, section 2 (the learner-as-task split).
     """
@@ -148,8 +148,8 @@ def learner_split(n_train: int = 6, n_test: int = 3, n_answers: int = 12, k_shot
                                "meta-test split by learner")
     d.text(width / 2, 24, "Each learner is a task; the split is by learner, never by answer",
            size=17, weight="bold")
-    d.text(left + k_shot * cell / 2, top - 18, f"support 𝒟_{{i}}^{{s}} (first K = {k_shot})", size=13)
-    d.text(left + (k_shot + n_answers) * cell / 2, top - 18, "query 𝒟_{i}^{q} (next answers)", size=13)
+    d.text(left + k_shot * cell / 2, top - 18, f"support 𝒟_{{i}}^{{s}} (K = {k_shot})", size=13)
+    d.text(left + (k_shot + n_answers) * cell / 2, top - 18, "query 𝒟_{i}^{q} (the other answers)", size=13)
     for r in range(n_train + n_test):
         test = r >= n_train
         y = top + r * cell + (gap if test else 0)
@@ -166,8 +166,8 @@ def learner_split(n_train: int = 6, n_test: int = 3, n_answers: int = 12, k_shot
     d.text(right, top + n_train * cell + gap + n_test * cell / 2,
            "meta-test learners:\nnew, unseen; adapt on\nsupport, score on query", size=12, anchor="start",
            colour=ORANGE)
-    d.arrow([(left, height - 26), (left + n_answers * cell, height - 26)], GREY)
-    d.text(left + n_answers * cell / 2, height - 12, "answers in the order they were given", size=12)
+    d.text(left + n_answers * cell / 2, height - 22, "one row per learner, one cell per answer: K of them "
+           "to adapt on, the rest to predict", size=12)
     return d
 
 

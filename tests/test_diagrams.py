@@ -38,7 +38,7 @@ def test_labels_use_the_course_symbols():
     for symbol in ("θ", "φ", "α", "β", "𝒟"):
         assert symbol in loop
     split = diagrams.learner_split(k_shot=3).svg
-    assert "first K = 3" in split and "meta-test" in split
+    assert "K = 3" in split and "meta-test" in split
 
 
 def test_sub_and_superscripts_become_tspans():
