@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from tools.kit import slides
-from tools.kit.site import external_assets
+from tools.kit.assets import external_assets
 from tools.kit.student import has_tag
 
 ROOT = Path(__file__).resolve().parents[1]

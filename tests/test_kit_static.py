@@ -76,7 +76,8 @@ def test_a_notebook_without_capture_cell_keeps_its_cells():
 
 @pytest.mark.skipif(not importlib.util.find_spec("myst_nb"), reason="the `kit` extra is not installed (make kit)")
 def test_site_builds_offline_from_executed_notebooks(tmp_path: Path):
-    from tools.kit.site import build_site, external_assets
+    from tools.kit.assets import external_assets
+    from tools.kit.site import build_site
 
     src = tmp_path / "executed"
     src.mkdir()

@@ -16,6 +16,7 @@ plotly.js  plotly (a course dependency)     ``package_data/plotly.min.js``
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def copy_assets(out: Path, reveal: bool = True) -> dict[str, str]:
             shutil.copytree(source / part, out / "reveal.js" / part, dirs_exist_ok=True)
         paths["reveal"] = "reveal.js"
     return paths
+
+
+# A <script src=...>, <link href=...> or CSS url(...) that leaves the page's own folder.
+_REMOTE = re.compile(r"""(?:<script[^>]*\bsrc|<link[^>]*\bhref|<img[^>]*\bsrc)\s*=\s*["']((?:https?:)?//[^"']+)"""
+                     r"""|url\(\s*["']?((?:https?:)?//[^)"']+)""", re.IGNORECASE)
+
+
+def external_assets(folder: Path, pattern: str = "*.html") -> list[str]:
+    """Every remote script, style sheet, image or CSS url() referenced by the pages under ``folder``."""
+    found = []
+    for page in sorted(folder.rglob(pattern)):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        found += [f"{page.relative_to(folder)}: {a or b}" for a, b in _REMOTE.findall(text)]
+    return found

@@ -8,27 +8,12 @@ checks that no page loads a script, style sheet or font from the network.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
-from tools.kit.assets import copy_assets
+from tools.kit.assets import copy_assets, external_assets
 
 HERE = Path(__file__).resolve().parent
-# A <script src=...>, <link href=...> or CSS url(...) that leaves the page's own folder.
-_REMOTE = re.compile(r"""(?:<script[^>]*\bsrc|<link[^>]*\bhref|<img[^>]*\bsrc)\s*=\s*["']((?:https?:)?//[^"']+)"""
-                     r"""|url\(\s*["']?((?:https?:)?//[^)"']+)""", re.IGNORECASE)
-
-
-def external_assets(folder: Path, pattern: str = "*.html") -> list[str]:
-    """Every remote script, style sheet, image or CSS url() referenced by the pages under ``folder``."""
-    found = []
-    for page in sorted(folder.rglob(pattern)):
-        text = page.read_text(encoding="utf-8", errors="replace")
-        found += [f"{page.relative_to(folder)}: {a or b}" for a, b in _REMOTE.findall(text)]
-    return found
-
-
 def front_page(chapters: list[Path]) -> str:
     """index.md: what the book is, and the table of contents (chapters in file-name order)."""
     entries = "\n".join(f"notebooks/{p.stem}" for p in chapters)

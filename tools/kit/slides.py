@@ -17,7 +17,7 @@ import nbformat
 from nbconvert import SlidesExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 
-from tools.kit.assets import copy_assets
+from tools.kit.assets import copy_assets, external_assets
 from tools.kit.student import SOLUTION_TAG, has_tag
 
 SLIDE_TAG = "slide"
@@ -69,7 +69,8 @@ def build_slides(src: Path, out: Path) -> list[Path]:
     """Write ``out/<chapter>.slides.html`` for every notebook of ``src`` with ``slide`` cells, an index
     page, and the offline assets in ``out/_assets``; return the decks written.
 
-    Raises FileNotFoundError if ``src`` has no notebook with a ``slide`` cell.
+    Raises FileNotFoundError if ``src`` has no notebook with a ``slide`` cell, RuntimeError if a
+    deck would load a script or style sheet from the network.
     """
     paths = copy_assets(out / "_assets", reveal=True)
     slides, resources = exporter("_assets", paths)
@@ -84,6 +85,9 @@ def build_slides(src: Path, out: Path) -> list[Path]:
         written.append(target)
     if not written:
         raise FileNotFoundError(f"no notebook in {src} has a cell tagged `slide`")
+    remote = external_assets(out, "*.slides.html")
+    if remote:
+        raise RuntimeError("a deck would load from the network: " + "; ".join(remote[:5]))
     links = "\n".join(f'<li><a href="{p.name}">{html.escape(p.stem.removesuffix(".slides"))}</a></li>' for p in written)
     (out / "index.html").write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                                     f"<title>Slides</title></head><body><h1>Meta-Learning for Personalized "
