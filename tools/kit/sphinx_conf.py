@@ -31,4 +31,6 @@ mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
                                "processEscapes": True, "processClass": "math|output_area",
                                "ignoreClass": "tex2jax_ignore|mathjax_ignore|document"},
-                   "HTML-CSS": {"linebreaks": {"automatic": True}}}
+                   # jupyter-server-mathjax ships the STIX-Web fonts only (not MathJax's TeX fonts)
+                   "HTML-CSS": {"linebreaks": {"automatic": True}, "webFont": "STIX-Web",
+                                "availableFonts": [], "preferredFont": None, "imageFont": None}}
