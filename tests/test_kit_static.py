@@ -92,3 +92,31 @@ def test_site_builds_offline_from_executed_notebooks(tmp_path: Path):
     assert external_assets(tmp_path / "site") == []
     with pytest.raises(FileNotFoundError, match="tools.kit execute"):
         build_site(tmp_path / "nothing", tmp_path / "site2")
+
+
+def test_execute_runs_once_and_snapshots_a_figure_widget(tmp_path: Path):
+    """End to end with a real kernel: the FigureWidget's final traces and the slider's value survive."""
+    from tools.kit.execute import execute_all, stale
+
+    src, out = tmp_path / "notebooks", tmp_path / "executed"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import ipywidgets as w, plotly.graph_objects as go\n"
+        "fig = go.FigureWidget()\nslider = w.FloatSlider(description='α', min=0, max=1, value=0.25)\n"
+        "display(w.VBox([slider, fig]))\n"
+        "fig.add_scatter(x=[0, 1], y=[5, 6], name='after display')  # a callback's update, after display\n"
+        "slider.value = 0.5\ngo.Figure(go.Bar(x=['a'], y=[1])).show()")]
+    nbformat.write(nb, src / "01_t.ipynb")
+    assert stale(src / "01_t.ipynb", out / "01_t.ipynb")
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        execute_all(src, out, only=["99_missing"])
+    timings = execute_all(src, out, timeout=120)
+    assert list(timings) == ["01_t.ipynb"] and not stale(src / "01_t.ipynb", out / "01_t.ipynb")
+    assert execute_all(src, out) == {}, "an up-to-date notebook is not executed again"
+    done = nbformat.read(out / "01_t.ipynb", as_version=4)
+    assert len(done.cells) == 1 and "widgets" not in done.metadata
+    box, bar = (o.data["text/html"] for o in done.cells[0].outputs if "data" in o)
+    assert "after display" in box and 'value="0.5"' in box, "the widget is shown in its final state"
+    assert "Plotly.newPlot" in bar and static.PLOTLY not in done.cells[0].outputs[1].data
