@@ -16,7 +16,10 @@ Rows: one per (dataset, attribute, method, K, group, metric) with the value and 
 bootstrap CI; group ``"gap"`` is max − min over the groups, ``"all"`` everyone. ``details["paired"]``:
 gap of method A minus gap of method B on the same learners (paired bootstrap): < 0 means A narrows it.
 
-    python -m course_lib.experiments.fairness --json results/fairness.json
+    python -m course_lib.experiments.fairness --set parts=verbagg --json results/fairness_verbagg.json
+    python -m course_lib.experiments.fairness --set parts=insteval --json results/fairness_insteval.json
+
+(the two parts share nothing, so they run as two processes; ``parts=verbagg,insteval`` does both in one).
 """
 
 from __future__ import annotations
