@@ -138,3 +138,18 @@ def test_learner_resamples_counts_and_proportion_ci_and_censored_median():
     assert m == 0.75 and lo < m < hi and hi - m == pytest.approx(1.959964 * np.sqrt(0.75 * 0.25 / 4), rel=1e-6)
     assert metrics.censored_median([1.0, 2.0, np.nan]) == 2.0
     assert np.isnan(metrics.censored_median([1.0, np.nan, np.nan]))
+
+
+def test_paired_auc_difference_is_the_difference_with_a_paired_ci():
+    rng = np.random.default_rng(0)
+    learner = np.repeat(np.arange(40), 10)
+    y = (rng.random(400) < 0.5).astype(float)
+    p_a = np.clip(0.5 + 0.3 * (y - 0.5) + 0.2 * rng.standard_normal(400), 0.01, 0.99)
+    p_b = np.clip(p_a + 0.1 * rng.standard_normal(400), 0.01, 0.99)
+    d = metrics.paired_auc_difference(y, p_a, p_b, learner, n_boot=200)
+    assert abs(d["diff"] - (metrics.auc(y, p_a) - metrics.auc(y, p_b))) < 1e-12
+    assert d["diff_lo"] <= d["diff"] <= d["diff_hi"]
+    same = metrics.paired_auc_difference(y, p_a, p_a, learner, n_boot=50)
+    assert same["diff"] == same["diff_lo"] == same["diff_hi"] == 0.0   # paired: no noise from the resampling
+    with pytest.raises(ValueError, match="same length"):
+        metrics.paired_auc_difference(y, p_a[:-1], p_b, learner)

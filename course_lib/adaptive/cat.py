@@ -254,7 +254,7 @@ def select_items(rule: str, available: Tensor, information: Tensor | None = None
         keys = torch.rand(available.shape, generator=generator)
         return torch.where(available, keys, -1.0).argmax(1)
     if information is None or information.shape != available.shape:
-        raise ValueError(f"{rule} needs scores (information) of shape {tuple(available.shape)}")
+        raise ValueError(f"{rule} needs information of shape {tuple(available.shape)} (scores for learned_policy)")
     if torch.isnan(information[available]).any():
         raise ValueError("information has NaN for an available item")
     return torch.where(available, information.float(), -torch.inf).argmax(1)
