@@ -308,7 +308,7 @@ def paired_auc_difference(y, p_a, p_b, learner, *, n_boot: int = 200, level: flo
     Both methods are scored on the same resamples of learners (`learner_resamples`), so the
     interval is that of the difference, narrower than comparing two separate intervals. Flat arrays
     ``y`` (0/1), ``p_a``, ``p_b`` (P(correct)), ``learner`` (ids). Returns diff, diff_lo, diff_hi.
-    Derived in chapter 07, section 5.
+    Derived in chapter 07, section 4b.
     """
     y, p_a, p_b, learner = (np.asarray(v).ravel() for v in (y, p_a, p_b, learner))
     if not (len(y) == len(p_a) == len(p_b) == len(learner)) or len(y) == 0:

@@ -1,6 +1,6 @@
 """BOBCAT: a question-selection policy meta-learned jointly with the response model (bilevel CAT).
 
-Derived in chapter 07, section 5 (Ghosh & Lan, IJCAI 2021, "BOBCAT: Bilevel Optimization-Based
+Derived in chapter 07, section 4b (Ghosh & Lan, IJCAI 2021, "BOBCAT: Bilevel Optimization-Based
 Computerized Adaptive Testing"). A training learner i has answered a pool of items and a held-out
 set Γᵢ. A policy π(· | sᵢ⁽ᵗ⁾; ψ) reads what the learner answered so far and picks the next item
 jₜ; after n picks the learner's parameters are adapted on the chosen answers, and the held-out loss
@@ -77,7 +77,7 @@ def newton_step(phi: Tensor, weights: Tensor, answers: Tensor, a: Tensor, d: Ten
 
     g = Aᵀ(w ⊙ (p − y)) + Λ(φ − μ), H = Aᵀ diag(w ⊙ p(1 − p)) A + Λ, written out in batch because
     ``vmap(hessian)`` of the same objective (the test checks they agree) is ~6x slower on a CPU.
-    ``phi [L, dims]``, ``weights``/``answers [L, items]``. Chapter 07, section 5.
+    ``phi [L, dims]``, ``weights``/``answers [L, items]``. Chapter 07, section 4b.
     """
     p = torch.sigmoid(phi @ a.T + d)
     g = (weights * (p - answers)) @ a + (phi - mu) @ prec
@@ -90,7 +90,7 @@ class ResponseModel(nn.Module):
 
     θ: ``item_a [items, dims]``, ``item_d [items]``, prior mean ``mu [dims]`` and a lower-triangular
     ``prior_chol [dims, dims]`` (Λ = LLᵀ + 10⁻³ I). `adapt` returns φᵢ* and the Laplace covariance
-    H⁻¹; `prob` the predictive P(correct) σ(z / √(1 + π aᵀH⁻¹a / 8)). Chapter 07, section 5.
+    H⁻¹; `prob` the predictive P(correct) σ(z / √(1 + π aᵀH⁻¹a / 8)). Chapter 07, section 4b.
     """
 
     def __init__(self, n_items: int, dims: int = 2, *, init_d: Tensor | None = None, seed: int = 0,
@@ -147,7 +147,7 @@ class SelectionPolicy(nn.Module):
     posterior covariance. The MLP's last layer starts at zero and κ at ``kappa``, so an untrained
     policy *is* the information rule and training learns the correction that helps the held-out
     prediction (BOBCAT's policy is the MLP alone; starting from the information rule is what lets it
-    train in minutes on a CPU). Chapter 07, section 5.
+    train in minutes on a CPU). Chapter 07, section 4b.
     """
 
     def __init__(self, n_items: int, dims: int, hidden: int = 256, seed: int = 0, kappa: float = 10.0) -> None:
@@ -170,7 +170,7 @@ def straight_through(scores: Tensor, available: Tensor, generator: torch.Generat
 
     π = softmax(scores) over ``available [L, items]`` (bool); the item is drawn from π (Gumbel-max,
     ``sample=True``) or its argmax; the weight is one_hot − π.detach() + π: forward value the hard
-    choice, gradient that of π (BOBCAT's approximate estimator). Chapter 07, section 5.
+    choice, gradient that of π (BOBCAT's approximate estimator). Chapter 07, section 4b.
     """
     if available.dtype != torch.bool or available.shape != scores.shape:
         raise ValueError(f"available must be a bool mask of shape {tuple(scores.shape)}")
@@ -194,7 +194,7 @@ def bilevel_loss(model: ResponseModel, policy: SelectionPolicy, answers: Tensor,
 
     ``answers [L, items]`` 0/1 (anything finite outside ``pool | heldout``), ``pool`` / ``heldout``
     bool masks. Returns the loss (differentiable in θ and, through the straight-through weights, in
-    ψ) and the per-step held-out losses ``[n_steps]`` (detached). Chapter 07, section 5.
+    ψ) and the per-step held-out losses ``[n_steps]`` (detached). Chapter 07, section 4b.
     """
     L, _ = answers.shape
     rows = torch.arange(L)
@@ -224,7 +224,7 @@ def bilevel_loss(model: ResponseModel, policy: SelectionPolicy, answers: Tensor,
 class BOBCAT:
     """A trained response model and policy, playing a test through the `course_lib.adaptive.cat.CATModel`
     protocol (``begin``/``observe``/``predict``/``information``) plus ``policy_scores`` for the
-    ``"learned_policy"`` rule. Chapter 07, section 5."""
+    ``"learned_policy"`` rule. Chapter 07, section 4b."""
 
     def __init__(self, model: ResponseModel, policy: SelectionPolicy, name: str = "BOBCAT") -> None:
         self.model, self.policy, self.name = model, policy, name
@@ -286,7 +286,7 @@ def train_bobcat(responses: Tensor, learners: Tensor, config: BOBCATConfig = BOB
     step on `bilevel_loss`. Learners need more than ``n_steps / (1 − holdout_frac)`` answers.
     ``init = (item_a [items, dims], item_d [items])`` starts θ from fitted IRT parameters (e.g. a
     2PL per test section, one dimension per section); by default θ starts from the items' share
-    correct and random loadings. Returns the `BOBCAT` tester. Derived in chapter 07, section 5.
+    correct and random loadings. Returns the `BOBCAT` tester. Derived in chapter 07, section 4b.
     """
     r = validate_responses(responses, name="responses")
     learners = torch.as_tensor(learners).long()

@@ -12,7 +12,7 @@ a *selection rule* picks the next item from what is left of the pool:
   adapted parameters φ_i are a vector, the same rule uses the trace of the item's information
   matrix, p_j(1 − p_j) ‖∂ logit_j / ∂φ_i‖² (section 3) — for a scalar ability it is the 2PL formula;
 * ``"learned_policy"``: the argmax of a trained selection policy's scores (the model's
-  ``policy_scores(state)``, e.g. `course_lib.adaptive.bobcat.BOBCAT`, section 5).
+  ``policy_scores(state)``, e.g. `course_lib.adaptive.bobcat.BOBCAT`, section 4b).
 
 `run_cat` plays the test for many learners at once and records, after every n = 1..n_steps, the
 predictions for the held-out items and a 2PL ability estimate from the items asked, so that
@@ -242,7 +242,7 @@ def select_items(rule: str, available: Tensor, information: Tensor | None = None
 
     ``"max_information"`` needs ``information [L, items]`` and returns its argmax over the available
     items (``"learned_policy"`` the same with a policy's scores in ``information``); ``"random"``
-    picks uniformly among them. Derived in chapter 07, sections 2 and 5.
+    picks uniformly among them. Derived in chapter 07, sections 2 and 4b.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")

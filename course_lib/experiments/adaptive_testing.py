@@ -227,7 +227,8 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
                 df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed)
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
-    return rows, {"paired": _paired(traces, datasets, splits, cfg), "traces": traces, "splits": splits, "references": {name: v[1] for name, v in datasets.items()},
+    return rows, {"paired": _paired(traces, datasets, splits, cfg), "traces": traces, "splits": splits,
+                  "references": {name: v[1] for name, v in datasets.items()},
                   "responses": {name: v[0] for name, v in datasets.items()}}
 
 
