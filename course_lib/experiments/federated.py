@@ -121,7 +121,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
 
     Rows: method, k_shot, auc(_lo/_hi), logloss(_lo/_hi), ece, test_alpha, n_learners, rounds,
     bytes_sent. Details: clients' sizes, ``paired`` log-loss differences against centralised MAML,
-    timings. Derived in chapter 09, section 1.
+    ``theta`` (each method's trained θ and its test-time α, a few hundred numbers), timings. Derived in chapter 09, section 1.
     """
     from course_lib.device import cpu_threads
 
@@ -136,12 +136,13 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
         tests = {k: learner_tasks(r, k, split["test"], generator=torch.Generator().manual_seed(config.seed + 1))
                  for k in config.k_shots}
         val = learner_tasks(r, 5, split["validation"], generator=torch.Generator().manual_seed(config.seed + 2))
-        rows, per_learner, timings, logs = [], {}, {}, {}
+        rows, per_learner, timings, logs, thetas = [], {}, {}, {}, {}
         steps = config.fed.meta.steps
         for method in config.methods:
             with common.stopwatch() as t:
                 theta, logs[method] = _train(method, r, clients, split["train"], config, progress)
                 alpha = _pick_alpha(theta, r.shape[1], steps, val)
+                thetas[method] = {"alpha": alpha, **theta}
                 method_rows, per_learner[method] = score(method, theta, alpha, steps, tests, config.n_boot,
                                                          config.seed)
             timings[method] = t()
@@ -149,7 +150,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
                      for row in method_rows]
         paired = _paired(per_learner, config.k_shots)
     details = {"clients": [len(c) for c in clients], "paired": paired, "logs": logs, "timings": timings,
-               "payload_bytes": payload_bytes(theta)}
+               "payload_bytes": payload_bytes(theta), "theta": thetas}
     return common.Result("federated", rows, dataclasses.asdict(config), elapsed(), details)
 
 

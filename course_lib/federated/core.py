@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from course_lib.algorithms import MAML
 from course_lib.models.meta_irt import MetaIRT, MetaIRTConfig, make_meta_learner
 from course_lib.tasks import learner_tasks
 
@@ -135,10 +136,10 @@ def client_update(method: str, theta: Params, responses: Tensor, learners: Tenso
         raise ValueError(f"no learner of this client has more than k_max = {k_max} answers; lower k_range")
     model = MetaIRT(responses.shape[1], theta["item_a"].shape[1])
     model.load_state_dict(theta)
-    meta = dataclasses.replace(config.meta, steps=1) if method == "fedavg" else config.meta
-    learner = make_meta_learner(CLIENT_METHODS[method], model, meta)
-    if method == "fedavg":
-        learner.steps = 0          # no inner loop: the plain loss of θ
+    if method == "fedavg":         # no inner loop: MAML with zero steps is the plain loss of θ
+        learner = MAML(model, loss="bce", alpha=config.meta.alpha, steps=0, adapt=["ability"])
+    else:
+        learner = make_meta_learner(CLIENT_METHODS[method], model, config.meta)
     opt = torch.optim.Adam(learner.parameters(), lr=config.local_beta)
     g = torch.Generator().manual_seed(seed)
     for _ in range(config.local_steps):

@@ -140,17 +140,19 @@ def run_flower(method: str, responses: Tensor, clients: Sequence[Tensor], config
             raise ValueError(f"client {c} has no learners: give every client at least one learner")
     theta = initial_theta(responses, config.meta, seed) if theta is None else theta
     out: dict = {}
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
+    loggers = [logging.getLogger(name) for name in ("flwr", "alembic")]  # Flower's state DB logs via alembic
+    levels = [lg.level for lg in loggers]
     if not verbose:
-        flwr_logger.setLevel(logging.WARNING)
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
     try:
         run_simulation(make_server_app(theta, config.rounds, seed, len(clients), out),
                        make_client_app(method, responses, list(clients), config),
                        num_supernodes=len(clients), backend_name=_register_backend(),
                        backend_config={"client_resources": {"num_cpus": 1}})
     finally:
-        flwr_logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     if "theta" not in out:
         raise RuntimeError("the Flower run ended without a result; run again with verbose=True to see Flower's log")
     return out["theta"], {"rounds": config.rounds, "bytes_sent": out["bytes_sent"],
