@@ -29,7 +29,7 @@ from course_lib.data.responses import load_study_data, split_learners
 from course_lib.experiments import common
 from course_lib.federated.core import FedConfig, payload_bytes, run_federated, split_clients
 from course_lib.models.meta_irt import MetaIRT, meta_predict, train_meta_irt
-from course_lib.tasks import TaskBatch, learner_tasks
+from course_lib.tasks import TaskBatch, learner_tasks, query_answers
 
 __all__ = ["Config", "run", "main", "METHODS", "adapter", "score"]
 
@@ -69,15 +69,9 @@ def adapter(theta: dict, n_items: int, alpha: float, steps: int) -> MAML:
     return MAML(model, loss="bce", alpha=alpha, steps=steps, adapt=["ability"])
 
 
-def _flat(batch: TaskBatch, prob: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mask = batch.query_mask
-    learner = torch.arange(batch.n_tasks)[:, None].expand_as(mask)
-    return batch.y_query[mask].numpy(), prob[mask].clamp(1e-6, 1 - 1e-6).numpy().astype(float), learner[mask].numpy()
-
-
 def _pick_alpha(theta: dict, n_items: int, steps: int, val: TaskBatch) -> float:
     """The test-time step α with the lowest validation log loss (one K, every method alike)."""
-    losses = {a: metrics.log_loss(*_flat(val, meta_predict(adapter(theta, n_items, a, steps), val))[:2])
+    losses = {a: metrics.log_loss(*query_answers(val, meta_predict(adapter(theta, n_items, a, steps), val))[:2])
               for a in TEST_ALPHAS}
     return min(losses, key=losses.get)
 
@@ -88,7 +82,7 @@ def score(method: str, theta: dict, alpha: float, steps: int, tests: dict[int, T
     rows, per_learner = [], {}
     n_items = theta["item_d"].shape[0]
     for k_shot, batch in tests.items():
-        y, p, learner = _flat(batch, meta_predict(adapter(theta, n_items, alpha, steps), batch))
+        y, p, learner = query_answers(batch, meta_predict(adapter(theta, n_items, alpha, steps), batch))
         m = metrics.pooled_bootstrap(y, p, learner, n_boot=n_boot, seed=seed, score_bins=4096)
         rows.append({"method": method, "k_shot": k_shot, **m, "ece": metrics.expected_calibration_error(y, p),
                      "test_alpha": alpha, "n_learners": int(batch.n_tasks)})

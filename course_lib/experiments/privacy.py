@@ -26,7 +26,7 @@ from course_lib.data.responses import load_study_data, split_learners
 from course_lib.experiments import common
 from course_lib.models.meta_irt import MetaIRTConfig, meta_predict
 from course_lib.models.private_meta_irt import train_private_meta_irt
-from course_lib.tasks import learner_tasks
+from course_lib.tasks import learner_tasks, query_answers
 
 __all__ = ["Config", "run", "main", "summary"]
 
@@ -54,12 +54,6 @@ class Config:
             raise ValueError("clip, iterations and meta_batch must be > 0")
 
 
-def _flat(batch, prob):
-    mask = batch.query_mask
-    learner = torch.arange(batch.n_tasks)[:, None].expand_as(mask)
-    return batch.y_query[mask].numpy(), prob[mask].clamp(1e-6, 1 - 1e-6).numpy().astype(float), learner[mask].numpy()
-
-
 def run(config: Config = Config(), *, progress: bool = True, device: torch.device | str | None = None) -> common.Result:
     """One row per (target ε, seed, K): auc(_lo/_hi), logloss, epsilon (spent), delta, noise_multiplier,
     clip, sample_rate, iterations. Details: `summary` (mean over seeds), timings. CPU. Chapter 09, section 2."""
@@ -80,7 +74,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
                                                           seed=seed, progress=progress)
                 timings[f"{eps:g}/{seed}"] = t()
                 for k, batch in tests.items():
-                    y, p, learner = _flat(batch, meta_predict(maml, batch))
+                    y, p, learner = query_answers(batch, meta_predict(maml, batch))
                     m = metrics.pooled_bootstrap(y, p, learner, n_boot=config.n_boot, seed=0, score_bins=4096)
                     rows.append({"target_epsilon": eps, "seed": seed, "k_shot": k, **m,
                                  **{key: report[key] for key in ("epsilon", "delta", "noise_multiplier", "clip",
