@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 __all__ = ["auc", "auc_from_counts", "binary_cross_entropy", "log_loss", "expected_calibration_error", "mae",
            "rmse", "ndcg_at_k", "mean_ci", "proportion_ci", "censored_median", "learner_resamples", "bootstrap_ci",
            "pooled_bootstrap", "per_learner_metrics", "query_log_loss", "abs_correlation",
-           "ndcg_at_k_rows"]
+           "ndcg_at_k_rows", "bootstrap_mean_ci", "paired_differences", "r_squared"]
 
 
 def _as_arrays(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +166,51 @@ def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: in
         stats.append(metric(np.concatenate([y[i] for i in ix]), np.concatenate([p[i] for i in ix])))
     lo, hi = np.nanquantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(point), float(lo), float(hi)
+
+
+def bootstrap_mean_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of one value per learner and its percentile bootstrap CI, resampling learners.
+
+    For a *paired* comparison pass the per-learner differences (method A − method B on the same
+    learner and query set): the CI then accounts for the learners being shared. ``values [learners]``;
+    the resamples are `learner_resamples`'. Derived in chapter 06, section 11.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size < 2 or np.isnan(v).any():
+        raise ValueError(f"need at least 2 finite per-learner values, got {v.size} (NaN: {bool(np.isnan(v).any())})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    means = learner_resamples(v.size, n_boot, seed) @ v / v.size
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def paired_differences(per_learner: dict[str, np.ndarray], references: tuple[str, ...], n_boot: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> list[dict]:
+    """Every method minus every reference, learner by learner, with `bootstrap_mean_ci` intervals.
+
+    ``per_learner``: method -> ``[learners]`` metric values (the same learners in the same order);
+    references missing from it are skipped. Returns rows ``{"method", "versus", "diff", "lo", "hi"}``.
+    Chapter 06, section 11.
+    """
+    rows = []
+    for name, v in per_learner.items():
+        for ref in (r for r in references if r != name and r in per_learner):
+            d, lo, hi = bootstrap_mean_ci(np.asarray(v) - np.asarray(per_learner[ref]), n_boot, level, seed)
+            rows.append({"method": name, "versus": ref, "diff": d, "lo": lo, "hi": hi})
+    return rows
+
+
+def r_squared(y_true, y_pred) -> float:
+    """Share of the variance of ``y_true`` that ``y_pred`` explains: 1 − Σ(y − ŷ)² / Σ(y − ȳ)².
+
+    Out of sample it can be negative (worse than predicting the mean). Chapter 06, section 11.
+    """
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    if total == 0:
+        raise ValueError("y_true is constant: R² is undefined")
+    return 1.0 - float(((y_true - y_pred) ** 2).sum()) / total
 
 
 # --------------------------------------------------------------------- per learner, vectorised (chapter 01)
