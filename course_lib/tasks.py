@@ -350,3 +350,20 @@ def learner_folds(n_learners: int, n_folds: int, seed: int = 0) -> list[Tensor]:
         raise ValueError(f"need 2 <= n_folds <= n_learners, got n_folds={n_folds}, n_learners={n_learners}")
     perm = permutation(n_learners, torch.Generator().manual_seed(seed))
     return [perm[f::n_folds].sort().values for f in range(n_folds)]
+
+
+# ------------------------------------------------------------------ scoring a batch's query answers (chapter 09)
+
+__all__ += ["query_answers"]
+
+
+def query_answers(batch: TaskBatch, prob: Tensor, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real query answers of a batch, flat: (answers, P(correct) clipped to [eps, 1 − eps], task index).
+
+    ``prob [tasks, n_query]``; padded query slots (``query_mask`` False) are left out. What the
+    learner-bootstrap metrics take. Used by chapter 09's studies.
+    """
+    mask = batch.query_mask if batch.query_mask is not None else torch.ones_like(batch.y_query, dtype=torch.bool)
+    task = torch.arange(batch.n_tasks)[:, None].expand_as(mask)
+    return (batch.y_query[mask].numpy(), prob.detach()[mask].clamp(eps, 1 - eps).numpy().astype(float),
+            task[mask].numpy())

@@ -158,3 +158,18 @@ def test_bootstrap_mean_ci_paired_differences_and_r_squared():
         bootstrap_mean_ci([1.0])
     with pytest.raises(ValueError, match="constant"):
         r_squared(np.ones(3), np.zeros(3))
+
+
+def test_paired_auc_difference_is_the_difference_with_a_paired_ci():
+    rng = np.random.default_rng(0)
+    learner = np.repeat(np.arange(40), 10)
+    y = (rng.random(400) < 0.5).astype(float)
+    p_a = np.clip(0.5 + 0.3 * (y - 0.5) + 0.2 * rng.standard_normal(400), 0.01, 0.99)
+    p_b = np.clip(p_a + 0.1 * rng.standard_normal(400), 0.01, 0.99)
+    d = metrics.paired_auc_difference(y, p_a, p_b, learner, n_boot=200)
+    assert abs(d["diff"] - (metrics.auc(y, p_a) - metrics.auc(y, p_b))) < 1e-12
+    assert d["diff_lo"] <= d["diff"] <= d["diff_hi"]
+    same = metrics.paired_auc_difference(y, p_a, p_a, learner, n_boot=50)
+    assert same["diff"] == same["diff_lo"] == same["diff_hi"] == 0.0   # paired: no noise from the resampling
+    with pytest.raises(ValueError, match="same length"):
+        metrics.paired_auc_difference(y, p_a[:-1], p_b, learner)

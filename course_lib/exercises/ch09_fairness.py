@@ -17,7 +17,7 @@ from course_lib.exercises import call as _call, fail, passed, todo as _todo
 __all__ = ["check_calibration_gap", "check_support_jacobian"]
 
 
-# ------------------------------------------------------------------------------------ exercise A
+# ------------------------------------------------------------------------------------ exercise 4
 
 def _audit_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(9)
@@ -28,7 +28,9 @@ def _audit_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def check_calibration_gap(fn: Callable | None) -> bool:
-    """Exercise A: ``fn(y, p, groups) -> float``, the ECE gap: largest minus smallest per-group ECE.
+    """Exercise 4 (chapter 09, section 3): ``fn(y, p, groups) -> float``, the ECE gap.
+
+    The gap is the largest minus the smallest per-group ECE.
 
     Right: 10 equal-width bins of p on [0, 1] per group, ECE = Σ_bins (n_bin / n) |mean y − mean p|,
     then max over groups − min over groups (what ``MetricFrame(...).difference()`` reports).
@@ -51,18 +53,18 @@ def check_calibration_gap(fn: Callable | None) -> bool:
     if not np.isclose(got, want, atol=1e-6):
         fail(f"expected a gap of {want:.4f}, got {got:.4f}. Bin each group's p into 10 equal bins on [0, 1] and weight "
              "|mean y − mean p| by the bin's share of that group's answers (course_lib.metrics.expected_calibration_error)")
-    return passed(f"ECE gap {got:.4f}: the small group M is the badly calibrated one, and the pooled ECE "
-                  f"({overall:.4f}) hides most of it")
+    return passed(f"ECE gap {got:.4f}; the pooled ECE ({overall:.4f}) is one number for everyone and cannot say "
+                  "which group carries the miscalibration")
 
 
-# ------------------------------------------------------------------------------------ exercise B
+# ------------------------------------------------------------------------------------ exercise 5
 
 _A = torch.tensor([0.8, 1.3, 0.6, 1.9, 1.1, 0.7])
 _D = torch.tensor([0.4, -0.3, 1.0, -0.8, 0.1, 0.6])
 
 
 def check_support_jacobian(fn: Callable | None) -> bool:
-    """Exercise B: ``fn(a, d, theta0, alpha, xs, ys, xq) -> [n_query, K]``: ∂p_q/∂y_k after ONE inner step.
+    """Exercise 5 (chapter 09, section 4): ``fn(a, d, theta0, alpha, xs, ys, xq) -> [n_query, K]``: ∂p_q/∂y_k after ONE inner step.
 
     1-D meta-IRT, mean BCE support loss: φ = θ₀ + (α/K) Σ_k a_k (y_k − σ(a_k θ₀ + d_k)), so
     ∂p_q/∂y_k = p_q (1 − p_q) · a_q · α a_k / K with p_q = σ(a_q φ + d_q).

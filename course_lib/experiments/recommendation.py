@@ -14,9 +14,8 @@ evaluated with α-steps on ``ADAPT`` (``ablation=True``: also MeLU-MAML without 
 MAE per student (mean, 95 % CI), RMSE, R², nDCG@3; paired per-student MAE differences against
 popularity, MF fold-in and the mixed model with bootstrap CIs over students.
 
-Run ``python -m course_lib.experiments.recommendation --json FILE [--set iterations=300]``; the
-notebook calls :func:`run_keeping_models`, the CLI :func:`run`: the same numbers.
-"""
+Run ``python -m course_lib.experiments.recommendation --json FILE [--set iterations=300]``; the notebook
+calls :func:`run_keeping_models`, the CLI :func:`run`: the same numbers."""
 
 from __future__ import annotations
 
