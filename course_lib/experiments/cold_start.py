@@ -55,7 +55,8 @@ from course_lib.models.nearest_learners import NearestLearners
 from course_lib.models.posterior_meta_irt import PosteriorMetaConfig, train_posterior_meta_irt
 from course_lib.tasks import TaskBatch, learner_tasks
 
-__all__ = ["Config", "StudyData", "run", "METHODS", "KINDS", "DATASETS", "evaluation_tasks", "main"]
+__all__ = ["Config", "StudyData", "run", "METHODS", "KINDS", "IRT", "MIRT_METHODS", "DATASETS", "evaluation_tasks",
+           "main"]
 
 KINDS = {"item_mean": "baseline", "irt_2pl_eap": "baseline", "irt_2pl_by_group": "baseline",
          "mirt_2d": "baseline", "mirt_3d": "baseline", "per_learner_logistic": "baseline",
@@ -63,6 +64,8 @@ KINDS = {"item_mean": "baseline", "irt_2pl_eap": "baseline", "irt_2pl_by_group":
          "reptile": "meta", "meta_sgd": "meta", "meta_sgd_mirt": "meta", "posterior_meta_2d": "meta",
          "posterior_meta_3d": "meta", "bayes_optimal": "ceiling"}
 IRT = ("irt_2pl_eap", "irt_2pl_by_group", "mirt_2d", "mirt_3d")   # the psychometric baselines (paired CIs)
+#: section 8's comparison (minutes on SweSAT): run only when named in ``Config.methods``
+MIRT_METHODS = ("mirt_2d", "mirt_3d", "meta_sgd_mirt", "posterior_meta_2d", "posterior_meta_3d")
 Predictor = Callable[[TaskBatch], Tensor]          # support/query batch -> P(correct) [tasks, n_query]
 METHODS: common.Registry[Callable[["_Context"], dict[int, Predictor]]] = common.Registry("method")
 
@@ -70,7 +73,8 @@ METHODS: common.Registry[Callable[["_Context"], dict[int, Predictor]]] = common.
 @dataclass(frozen=True)
 class Config:
     """Settings of the cold-start study. ``methods=()``: every method the data allows
-    (irt_2pl_by_group needs item groups, bayes_optimal the true parameters). ``threads``: torch CPU
+    (irt_2pl_by_group needs item groups, bayes_optimal the true parameters) except `MIRT_METHODS`,
+    which run only when named. ``threads``: torch CPU
     threads (1 is fastest for these tiny models; 0 leaves torch's setting). ``keep_predictions``
     adds predictions, tasks and fitted models to ``Result.details`` (not JSON-able: notebook use)."""
 
@@ -277,7 +281,8 @@ def _load(config: Config) -> StudyData:
 
 
 def _methods(config: Config, data: StudyData) -> tuple[str, ...]:
-    """The methods to run: validated names, or (``methods=()``) every method the data allows."""
+    """The methods to run: validated names, or (``methods=()``) every method the data allows
+    but `MIRT_METHODS`."""
     needs = {"irt_2pl_by_group": (data.groups, "groups (one label per item)"),
              "bayes_optimal": (data.truth, "truth (the SyntheticIRT that generated the data)")}
     if config.methods:
@@ -286,7 +291,7 @@ def _methods(config: Config, data: StudyData) -> tuple[str, ...]:
             if m in needs and needs[m][0] is None:
                 raise ValueError(f"{m} needs {needs[m][1]}: pass data=StudyData(responses, groups, truth)")
         return tuple(config.methods)
-    return tuple(m for m in METHODS if m not in needs or needs[m][0] is not None)
+    return tuple(m for m in METHODS if (m not in needs or needs[m][0] is not None) and m not in MIRT_METHODS)
 
 
 def _score(ctx: _Context, predictors: dict, test_tasks: dict, timings: dict) -> tuple[list[dict], dict]:
