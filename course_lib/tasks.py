@@ -331,3 +331,22 @@ def split_by_interaction(responses: Tensor, test_fraction: float = 0.2, *,
     test = answered & (u < test_fraction)
     return answered & ~test, test
 
+
+
+# ------------------------------------------------------------ cross-fitting folds (chapter 09)
+
+__all__ += ["learner_folds"]
+
+
+def learner_folds(n_learners: int, n_folds: int, seed: int = 0) -> list[Tensor]:
+    """``n_folds`` disjoint, sorted sets of learner indices covering 0..n_learners−1 (cross-fitting).
+
+    Fold f holds every ``n_folds``-th learner of a seeded `permutation`, so the folds differ in size
+    by at most one. Training on the other folds and predicting fold f, for every f, scores every
+    learner once as a *held-out* learner: more held-out learners than one split gives, which a
+    per-group audit with a small group needs. Derived in chapter 09, section 3.
+    """
+    if not 2 <= n_folds <= n_learners:
+        raise ValueError(f"need 2 <= n_folds <= n_learners, got n_folds={n_folds}, n_learners={n_learners}")
+    perm = permutation(n_learners, torch.Generator().manual_seed(seed))
+    return [perm[f::n_folds].sort().values for f in range(n_folds)]
