@@ -291,7 +291,8 @@ def train(config: DistConfig, *, progress: bool = False, device: torch.device | 
                    disable=not progress or rank.rank != 0)
         while state.step < config.iterations:
             if state.step + 1 == config.fail_at_step and rank.rank == config.fail_rank:
-                print(f"rank {rank.rank}: injected failure at step {state.step + 1}", file=sys.stderr, flush=True)
+                print(f"rank {rank.rank}: injected failure at step {state.step + 1} (unix time {time.time():.3f})",
+                      file=sys.stderr, flush=True)
                 os._exit(3)
             if state.step == config.warmup or (timed == 0 and state.step > config.warmup):
                 times.clear()

@@ -7,6 +7,7 @@ OMP_NUM_THREADS=1, MASTER_ADDR=127.0.0.1 and GLOO_SOCKET_IFNAME=lo, each with a 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ def one_process(monkeypatch):
         monkeypatch.delenv(k, raising=False)
 
 
-def torchrun(args: list[str], timeout: float = 90) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env |= {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
             "PYTHONPATH": str(ROOT), "COURSE_DEVICE": "cpu"}
@@ -91,12 +92,15 @@ def test_resume_in_one_process_is_bitwise_identical(tmp_path):
 
 
 def test_a_dead_rank_stops_the_others_within_the_timeout():
-    t0 = time.perf_counter()
     proc = torchrun(flags(**SMALL | {"iterations": 200}, fail_at_step=3, fail_rank=1, timeout_s=10, device="cpu"))
-    elapsed = time.perf_counter() - t0
+    stopped = time.time()
     assert proc.returncode != 0
-    assert "rank 1: injected failure at step 3" in proc.stderr
-    assert elapsed < 60, f"the surviving rank took {elapsed:.0f} s to stop"
+    failed = re.search(r"rank 1: injected failure at step 3 \(unix time ([0-9.]+)\)", proc.stderr)
+    assert failed, proc.stderr[-2000:]
+    # Counted from the failure, not from the launch: starting torch in three processes alone can take
+    # a minute on a loaded machine. The survivor's collective times out after 10 s, then torchrun tears down.
+    elapsed = stopped - float(failed.group(1))
+    assert elapsed < 60, f"the surviving rank took {elapsed:.0f} s to stop after rank 1 died"
 
 
 def test_bad_world_sizes_get_clear_errors():
