@@ -68,6 +68,18 @@ def test_verbagg():
     assert abs(float(d.responses.mean()) - 0.476) < 0.001
 
 
+def test_lsat():
+    from course_lib.data.lsat import load_lsat
+    for section, share in ((6, 0.7638), (7, 0.7414)):
+        d = load_lsat(section)
+        assert tuple(d.responses.shape) == (1000, 5) and not torch.isnan(d.responses).any()
+        assert d.checksum == responses_checksum(d.responses)
+        assert abs(float(d.responses.mean()) - share) < 1e-4
+        assert list(d.items["name"]) == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    with pytest.raises(ValueError, match="6 or 7"):
+        load_lsat(5)
+
+
 def test_checksum_canonical():
     a = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
     b = a.clone()

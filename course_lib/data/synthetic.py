@@ -22,7 +22,7 @@ from torch import Tensor
 
 from course_lib.data.responses import ResponseData, responses_checksum, validate_responses
 
-__all__ = ["SyntheticIRT", "sample_2pl", "STUDY_SHA256"]
+__all__ = ["SyntheticIRT", "sample_2pl", "sample_like", "STUDY_SHA256"]
 
 #: `responses_checksum` of ``sample_2pl(2000, 60, missing_rate=0.05, seed=0).responses``, the
 #: cold-start study's synthetic data (``datasets/synthetic_irt.md``).
@@ -148,3 +148,29 @@ def sample_2pl(n_learners: int = 2000, n_items: int = 60, *, dims: int = 1, corr
     responses = validate_responses(responses, name="synthetic responses")
     return SyntheticIRT(responses=responses, theta=theta, a=a, d=d, prob=prob,
                         correlation=float(correlation), seed=seed)
+
+
+def sample_like(a: Tensor, d: Tensor, missing: Tensor, *, seed: int = 0) -> SyntheticIRT:
+    """Simulate learners from *given* item parameters, with a real matrix's pattern of missing answers.
+
+    ``a [items, dims]``, ``d [items]`` (e.g. a MIRT fit of real data, `course_lib.baselines.mirt.fit_mirt`);
+    ``missing [learners, items]`` bool (True = no answer, e.g. ``torch.isnan(real)``): one simulated
+    learner per row, θ ~ N(0, I), answers drawn from σ(a θ + d) and removed where ``missing``. The
+    result is a population on which that fitted model is *exactly* right, so its Bayes-optimal
+    predictor (`SyntheticIRT.posterior_predictive`) is the ceiling for data shaped like the real
+    one (same items, same missingness). Seeded by ``seed``. Derived in chapter 05, section 8.
+    """
+    a = torch.as_tensor(a, dtype=torch.float32)
+    a = a[:, None] if a.dim() == 1 else a
+    d = torch.as_tensor(d, dtype=torch.float32)
+    missing = torch.as_tensor(missing).bool()
+    if d.shape != (a.shape[0],) or missing.dim() != 2 or missing.shape[1] != a.shape[0]:
+        raise ValueError(f"need a [items, dims], d [items] and missing [learners, items]; got "
+                         f"{tuple(a.shape)}, {tuple(d.shape)}, {tuple(missing.shape)}")
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(missing.shape[0], a.shape[1], generator=g)
+    prob = torch.sigmoid(theta @ a.T + d)
+    responses = (torch.rand(prob.shape, generator=g) < prob).float()
+    responses[missing] = float("nan")
+    responses = validate_responses(responses, name="simulated responses")
+    return SyntheticIRT(responses=responses, theta=theta, a=a, d=d, prob=prob, correlation=0.0, seed=seed)

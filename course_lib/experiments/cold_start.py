@@ -11,17 +11,21 @@ method                      kind      what it is
 item_mean                   baseline  share correct per item in the training learners
 irt_2pl_eap                 baseline  2PL fitted on the training learners, ability = EAP from K
 irt_2pl_by_group            baseline  one 2PL per item group (e.g. test section), EAP per group
+mirt_2d / mirt_3d           baseline  multidimensional 2PL (D = 2, 3) by marginal likelihood, EAP
 per_learner_logistic        baseline  logistic regression on the learner's own K answers only
 pretrain_finetune           baseline  network trained on pooled answers, fine-tuned on K answers
 nearest_learners            meta      metric-based: the most similar training learners' answers
 maml / fomaml / reptile     meta      `MetaIRT` item parameters meta-learned, ability adapted
 meta_sgd                    meta      MAML with a learned inner step α per ability dimension
+meta_sgd_mirt               meta      Meta-SGD on `MetaIRT` started from the mirt_2d fit, 5 steps
+posterior_meta_2d / _3d     meta      MIRT meta-trained through the exact posterior (no steps)
 bayes_optimal               ceiling   posterior predictive under the true parameters (synthetic)
 ==========================  ========  ===========================================================
 
 Metrics per method and K, pooled over the test learners' query answers: AUC, log-loss and
 expected calibration error, with 95 % bootstrap intervals that resample *learners*
-(`course_lib.metrics.pooled_bootstrap`).
+(`course_lib.metrics.pooled_bootstrap`); ``details["paired"]``: every meta-learner's AUC minus each
+IRT baseline's, with paired learner-bootstrap CIs (`course_lib.metrics.paired_auc_difference`).
 
     python -m course_lib.experiments.cold_start --set dataset=swesat --json swesat.json
 """
@@ -40,18 +44,28 @@ from course_lib import metrics
 from course_lib.baselines.fine_tuning import PretrainFinetune
 from course_lib.baselines.irt import eap_predict, eap_predict_by_group, fit_2pl, fit_2pl_by_group
 from course_lib.baselines.item_mean import ItemMean
+from course_lib.baselines.mirt import (eap_predict_mirt, explained_variance, fit_mirt, mirt_grid,
+                                      mirt_marginal_log_likelihood)
 from course_lib.baselines.logistic import PerLearnerLogistic
+from course_lib.data.synthetic import sample_like
 from course_lib.data.responses import DATASETS, StudyData, load_study_data, split_learners, validate_responses
 from course_lib.experiments import common
 from course_lib.models.meta_irt import META_LEARNERS, MetaIRTConfig, meta_predict, train_per_k_shot
 from course_lib.models.nearest_learners import NearestLearners
+from course_lib.models.posterior_meta_irt import PosteriorMetaConfig, train_posterior_meta_irt
 from course_lib.tasks import TaskBatch, learner_tasks
 
-__all__ = ["Config", "StudyData", "run", "METHODS", "KINDS", "DATASETS", "evaluation_tasks", "main"]
+__all__ = ["Config", "StudyData", "run", "METHODS", "KINDS", "IRT", "MIRT_METHODS", "DATASETS", "evaluation_tasks",
+           "main"]
 
 KINDS = {"item_mean": "baseline", "irt_2pl_eap": "baseline", "irt_2pl_by_group": "baseline",
-         "per_learner_logistic": "baseline", "pretrain_finetune": "baseline", "nearest_learners": "meta",
-         "maml": "meta", "fomaml": "meta", "reptile": "meta", "meta_sgd": "meta", "bayes_optimal": "ceiling"}
+         "mirt_2d": "baseline", "mirt_3d": "baseline", "per_learner_logistic": "baseline",
+         "pretrain_finetune": "baseline", "nearest_learners": "meta", "maml": "meta", "fomaml": "meta",
+         "reptile": "meta", "meta_sgd": "meta", "meta_sgd_mirt": "meta", "posterior_meta_2d": "meta",
+         "posterior_meta_3d": "meta", "bayes_optimal": "ceiling"}
+IRT = ("irt_2pl_eap", "irt_2pl_by_group", "mirt_2d", "mirt_3d")   # the psychometric baselines (paired CIs)
+#: section 8's comparison (minutes on SweSAT): run only when named in ``Config.methods``
+MIRT_METHODS = ("mirt_2d", "mirt_3d", "meta_sgd_mirt", "posterior_meta_2d", "posterior_meta_3d")
 Predictor = Callable[[TaskBatch], Tensor]          # support/query batch -> P(correct) [tasks, n_query]
 METHODS: common.Registry[Callable[["_Context"], dict[int, Predictor]]] = common.Registry("method")
 
@@ -59,7 +73,8 @@ METHODS: common.Registry[Callable[["_Context"], dict[int, Predictor]]] = common.
 @dataclass(frozen=True)
 class Config:
     """Settings of the cold-start study. ``methods=()``: every method the data allows
-    (irt_2pl_by_group needs item groups, bayes_optimal the true parameters). ``threads``: torch CPU
+    (irt_2pl_by_group needs item groups, bayes_optimal the true parameters) except `MIRT_METHODS`,
+    which run only when named. ``threads``: torch CPU
     threads (1 is fastest for these tiny models; 0 leaves torch's setting). ``keep_predictions``
     adds predictions, tasks and fitted models to ``Result.details`` (not JSON-able: notebook use)."""
 
@@ -70,6 +85,7 @@ class Config:
     fractions: tuple[float, ...] = (0.7, 0.1, 0.2)
     n_boot: int = 200
     meta: MetaIRTConfig = field(default_factory=MetaIRTConfig)
+    posterior: PosteriorMetaConfig = field(default_factory=PosteriorMetaConfig)
     threads: int = 1
     keep_predictions: bool = False
 
@@ -142,6 +158,47 @@ def _irt_2pl_by_group(ctx: _Context) -> dict[int, Predictor]:
     return {k_shot: (lambda b: eap_predict_by_group(fitted, n_items, *_support(b))) for k_shot in ctx.k_shots}
 
 
+def _mirt_fit(ctx: _Context, dims: int):
+    """The MIRT fit with ``dims`` dimensions on the training learners (fitted once, shared)."""
+    key = f"mirt_{dims}d"
+    if key not in ctx.models:
+        ctx.models[key] = fit_mirt(ctx.r_train, dims, seed=ctx.config.seed)
+    return ctx.models[key]
+
+
+def _mirt(dims: int) -> Callable[[_Context], dict[int, Predictor]]:
+    def run_method(ctx: _Context) -> dict[int, Predictor]:
+        params = _mirt_fit(ctx, dims)
+        return {k_shot: (lambda b: eap_predict_mirt(params, *_support(b))) for k_shot in ctx.k_shots}
+    return run_method
+
+
+def _posterior_meta(dims: int) -> Callable[[_Context], dict[int, Predictor]]:
+    def run_method(ctx: _Context) -> dict[int, Predictor]:
+        params = _mirt_fit(ctx, dims)
+        model, history = train_posterior_meta_irt(
+            ctx.r, ctx.train, (ctx.k_shots[0], ctx.k_shots[-1]), (params.a, params.d), ctx.config.posterior,
+            val_tasks=list(ctx.val_tasks.values()) or None, seed=ctx.config.seed, progress=ctx.progress)
+        ctx.models[f"posterior_meta_{dims}d"] = (model, history)
+        return {k_shot: (lambda b: model(b).detach()) for k_shot in ctx.k_shots}
+    return run_method
+
+
+for _dims in (2, 3):
+    METHODS.register(f"mirt_{_dims}d")(_mirt(_dims))
+    METHODS.register(f"posterior_meta_{_dims}d")(_posterior_meta(_dims))
+
+
+@METHODS.register("meta_sgd_mirt")
+def _meta_sgd_mirt(ctx: _Context) -> dict[int, Predictor]:
+    params = _mirt_fit(ctx, 2)
+    cfg = dataclasses.replace(ctx.config.meta, dims=2, steps=5)
+    learners = ctx.models["meta_sgd_mirt"] = train_per_k_shot(
+        "meta_sgd", ctx.r, ctx.train, ctx.k_shots, cfg, seed=ctx.config.seed, progress=ctx.progress,
+        device=ctx.device, init_items=(params.a, params.d))
+    return {k_shot: (lambda b, lr=learners[k_shot]: meta_predict(lr, b)) for k_shot in ctx.k_shots}
+
+
 @METHODS.register("per_learner_logistic")
 def _per_learner_logistic(ctx: _Context) -> dict[int, Predictor]:
     groups = ctx.data.groups
@@ -211,8 +268,21 @@ def _bayes_optimal(ctx: _Context) -> dict[int, Predictor]:
 
 # ----------------------------------------------------------------------------- the study
 
+def _load(config: Config) -> StudyData:
+    """The named data set; ``<name>_simulated``: learners simulated from a 3-D MIRT fit of ``<name>``
+    (same items, same missing answers) with the true parameters, for the Bayes-optimal ceiling."""
+    base = config.dataset.removesuffix("_simulated")
+    data = load_study_data(base, config.seed)
+    if base == config.dataset:
+        return data
+    params = fit_mirt(data.responses, 3, seed=config.seed)
+    truth = sample_like(params.a, params.d, torch.isnan(data.responses), seed=config.seed)
+    return StudyData(truth.responses, data.groups, truth)
+
+
 def _methods(config: Config, data: StudyData) -> tuple[str, ...]:
-    """The methods to run: validated names, or (``methods=()``) every method the data allows."""
+    """The methods to run: validated names, or (``methods=()``) every method the data allows
+    but `MIRT_METHODS`."""
     needs = {"irt_2pl_by_group": (data.groups, "groups (one label per item)"),
              "bayes_optimal": (data.truth, "truth (the SyntheticIRT that generated the data)")}
     if config.methods:
@@ -221,7 +291,7 @@ def _methods(config: Config, data: StudyData) -> tuple[str, ...]:
             if m in needs and needs[m][0] is None:
                 raise ValueError(f"{m} needs {needs[m][1]}: pass data=StudyData(responses, groups, truth)")
         return tuple(config.methods)
-    return tuple(m for m in METHODS if m not in needs or needs[m][0] is not None)
+    return tuple(m for m in METHODS if (m not in needs or needs[m][0] is not None) and m not in MIRT_METHODS)
 
 
 def _score(ctx: _Context, predictors: dict, test_tasks: dict, timings: dict) -> tuple[list[dict], dict]:
@@ -243,6 +313,27 @@ def _score(ctx: _Context, predictors: dict, test_tasks: dict, timings: dict) -> 
     return rows, predictions
 
 
+def _mirt_summary(ctx: _Context, r_val: Tensor) -> dict:
+    """Per fitted MIRT: log-likelihood per training / validation learner, the loadings' explained variance."""
+    out = {}
+    for key, params in sorted(ctx.models.items()):
+        if key.startswith("mirt_") and len(r_val):
+            with torch.no_grad():
+                ll = mirt_marginal_log_likelihood(r_val.double(), params.a.double(), params.d.double(),
+                                                  *mirt_grid(params.dims))
+            out[key] = {**params.info, "explained_variance": explained_variance(params).tolist(),
+                        "val_loglik_per_learner": float(ll) / len(r_val)}
+    return out
+
+
+def _paired(predictions: dict, config: Config) -> list[dict]:
+    """AUC of every meta-learner minus every IRT baseline's, per K, with paired learner-bootstrap CIs."""
+    return [{"method": m, "against": ref, "k_shot": k, **metrics.paired_auc_difference(
+                y, p, predictions[ref][k][1], learner, n_boot=config.n_boot, seed=config.seed)}
+            for m in predictions if KINDS[m] == "meta" for ref in IRT if ref in predictions
+            for k, (y, p, learner) in predictions[m].items()]
+
+
 def run(config: Config = Config(), *, progress: bool = True, device: torch.device | str | None = None,
         data: StudyData | None = None) -> common.Result:
     """Compare cold-start predictors on ``data`` (default: `load_study_data(config.dataset)`), one row per method and K.
@@ -261,7 +352,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
     if not k_shots or k_shots[0] < 1:
         raise ValueError(f"k_shots must be positive support sizes, got {config.k_shots}")
     with common.stopwatch() as elapsed, cpu_threads(config.threads or None):
-        data = load_study_data(config.dataset, config.seed) if data is None else data
+        data = _load(config) if data is None else data
         methods = _methods(config, data)
         r = validate_responses(data.responses, k_shot=k_shots[-1], name="responses")
         if data.groups is not None and len(data.groups) != r.shape[1]:
@@ -277,7 +368,8 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
                 predictors[method] = METHODS[method](ctx)
             timings[method] = fit_time()
         rows, predictions = _score(ctx, predictors, test_tasks, timings)
-    details = {"split": {name: idx.tolist() for name, idx in split.items()}, "timings": timings}
+    details = {"split": {name: idx.tolist() for name, idx in split.items()}, "timings": timings,
+               "paired": _paired(predictions, config), "mirt_fits": _mirt_summary(ctx, r[val])}
     if config.keep_predictions:
         details.update(predictions=predictions, supports=test_tasks, models=ctx.models)
     settings = {**dataclasses.asdict(config), "methods": list(methods), "device": str(device)}

@@ -43,16 +43,21 @@ class MetaIRT(nn.Module):
     (intercepts, easiness), ``ability [dims]`` (the learner; adapted in the inner loop with
     ``MAML(..., adapt=["ability"])``). Input ``x [n]`` item indices (long); output ``[n]`` logits.
     ``init_d`` (e.g. logit of the items' share correct) and a seeded random ``item_a`` near 1
-    (symmetry breaking between dimensions) start the meta-training. Derived in chapter 05, section 4.
+    (symmetry breaking between dimensions) start the meta-training; ``init_a`` (e.g. a MIRT fit's
+    loadings, `course_lib.baselines.mirt.fit_mirt`) replaces the random loadings. Derived in chapter 05, section 4.
     """
 
     def __init__(self, n_items: int, dims: int = 1, *, init_d: Tensor | None = None, seed: int = 0,
-                 init_scale: float = 1.0) -> None:
+                 init_scale: float = 1.0, init_a: Tensor | None = None) -> None:
         super().__init__()
         if n_items < 1 or dims < 1:
             raise ValueError(f"need n_items >= 1 and dims >= 1, got {n_items}, {dims}")
         g = torch.Generator().manual_seed(seed)
         a = init_scale / dims ** 0.5 * (1.0 + 0.5 * torch.randn(n_items, dims, generator=g))
+        if init_a is not None:
+            a = torch.as_tensor(init_a, dtype=torch.float32).clone()
+            if a.shape != (n_items, dims):
+                raise ValueError(f"init_a must have shape [{n_items}, {dims}], got {tuple(a.shape)}")
         self.item_a = nn.Parameter(a)
         d = torch.zeros(n_items) if init_d is None else torch.as_tensor(init_d, dtype=torch.float32).clone()
         if d.shape != (n_items,):
@@ -125,33 +130,42 @@ def make_meta_learner(method: str, model: nn.Module, config: MetaIRTConfig):
 
 def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int | tuple[int, int],
                    config: MetaIRTConfig = MetaIRTConfig(), *, iterations: int | None = None, seed: int = 0,
-                   fit_seed: int | None = None, init=None, progress: bool = True,
-                   device: torch.device | str = "cpu"):
+                   fit_seed: int | None = None, init=None, init_items: tuple[Tensor, Tensor] | None = None,
+                   progress: bool = True, device: torch.device | str = "cpu", learner_weights: Tensor | None = None):
     """Meta-train `MetaIRT` with ``method`` on the ``learners`` (rows of ``responses [learners, items]``).
 
     Each meta-batch draws ``config.meta_batch`` learners (with replacement) and K support answers
     each: ``k_shot`` an int, or a range ``(k_min, k_max)`` from which one K is drawn per meta-batch
     (only learners with more than k_max answers are drawn). ``init`` (a learner from another K)
-    warm-starts θ and, for Meta-SGD, the learned α. ``seed`` seeds the model's initial item
+    warm-starts θ and, for Meta-SGD, the learned α; ``init_items = (a [items, dims], d [items])``
+    starts the item parameters from a psychometric fit instead. ``seed`` seeds the model's initial item
     loadings, ``fit_seed`` (default ``seed``) the stream of meta-batches. Returns the trained
-    meta-learner (its ``model`` is the `MetaIRT`). Derived in chapter 05, section 4 and chapter 07, section 3.
+    meta-learner (its ``model`` is the `MetaIRT`). ``learner_weights [len(learners)]`` (non-negative)
+    draws the meta-batch learners in proportion to them instead of uniformly, e.g.
+    `course_lib.fairness.balanced_weights` for group-balanced task sampling (chapter 09, section 3.3).
+    Derived in chapter 05, section 4 and chapter 07, section 3.
     """
     k_min, k_max = (k_shot, k_shot) if isinstance(k_shot, int) else (int(k_shot[0]), int(k_shot[1]))
     if not 1 <= k_min <= k_max:
         raise ValueError(f"k_shot must be >= 1 (or a range 1 <= k_min <= k_max), got {k_shot}")
     p = torch.nanmean(responses[learners], 0).clamp(0.02, 0.98)
-    model = MetaIRT(responses.shape[1], config.dims, init_d=torch.logit(p), seed=seed)
+    init_a, init_d = (None, torch.logit(p)) if init_items is None else init_items
+    model = MetaIRT(responses.shape[1], config.dims, init_d=init_d, init_a=init_a, seed=seed)
     if init is not None:
         model.load_state_dict(init.model.state_dict())
     learner = make_meta_learner(method, model.to(device), config)
     if getattr(learner, "alphas", None) and getattr(init, "alphas", None):
         for name, a in learner.alphas.items():
             a.data.copy_(init.alphas[name].detach())
-    usable = learners[(~torch.isnan(responses[learners])).sum(1) > k_max]
+    enough = (~torch.isnan(responses[learners])).sum(1) > k_max
+    usable = learners[enough]
+    weights = None if learner_weights is None else _check_weights(learner_weights, len(learners))[enough]
 
     def sample(g: torch.Generator) -> TaskBatch:
         k_drawn = k_min if k_min == k_max else int(torch.randint(k_min, k_max + 1, (1,), generator=g))
-        ix = usable[torch.randint(len(usable), (config.meta_batch,), generator=g)]
+        draw = (torch.randint(len(usable), (config.meta_batch,), generator=g) if weights is None
+                else torch.multinomial(weights, config.meta_batch, replacement=True, generator=g))
+        ix = usable[draw]
         return learner_tasks(responses, k_drawn, ix, generator=g, max_query=config.max_query).to(device)
 
     iterations = config.iterations if iterations is None else iterations
@@ -161,13 +175,24 @@ def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int
     return learner
 
 
+def _check_weights(learner_weights: Tensor, n_learners: int) -> Tensor:
+    w = torch.as_tensor(learner_weights, dtype=torch.float32).flatten()
+    if w.shape != (n_learners,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"learner_weights must be {n_learners} finite non-negative numbers (one per learner in "
+                         f"`learners`) with a positive sum; got shape {tuple(w.shape)}")
+    return w
+
+
 def train_per_k_shot(method: str, responses: Tensor, learners: Tensor, k_shots: Sequence[int],
                      config: MetaIRTConfig = MetaIRTConfig(), *, seed: int = 0, progress: bool = True,
-                     device: torch.device | str = "cpu") -> dict[int, object]:
+                     device: torch.device | str = "cpu", learner_weights: Tensor | None = None,
+                     init_items: tuple[Tensor, Tensor] | None = None) -> dict[int, object]:
     """One meta-learner per K (the MAML protocol), each warm-started from the previous K's.
 
     The smallest K trains for ``config.iterations``, every later one for ``config.warm_iterations``;
-    the meta-batches of K are seeded by ``seed + 1000 K``. Returns ``{K: meta-learner}``.
+    the meta-batches of K are seeded by ``seed + 1000 K``; ``learner_weights`` as in `train_meta_irt`;
+    ``init_items`` (a, d) starts the smallest K's item parameters (see `train_meta_irt`).
+    Returns ``{K: meta-learner}``.
     Derived in chapter 05, section 4.
     """
     out: dict[int, object] = {}
@@ -176,7 +201,8 @@ def train_per_k_shot(method: str, responses: Tensor, learners: Tensor, k_shots: 
         iterations = config.iterations if i == 0 else config.warm_iterations
         prev = out[k_shot] = train_meta_irt(method, responses, learners, k_shot, config, iterations=iterations,
                                             seed=seed, fit_seed=seed + 1000 * k_shot, init=prev, progress=progress,
-                                            device=device)
+                                            device=device, learner_weights=learner_weights,
+                                            init_items=init_items if prev is None else None)
     return out
 
 
