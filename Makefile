@@ -1,6 +1,7 @@
 # Meta-Learning for Personalized Learning: set-up, lab and tests.
 #   make lab    create .venv if missing, install everything, launch JupyterLab on notebooks/
 #   make test   same set-up, then unit tests + every notebook under nbval
+#   make test-browser  every notebook run in JupyterLab in Debian's Chromium (Playwright): widgets and figures drawn
 #   make serve  chapter 10's personalisation service on http://127.0.0.1:$(PORT) (PORT=8000 by default)
 #   make student / slides / site   the instructor kit (build/student, build/slides, build/site)
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ PORT ?= 8000
 MODEL ?= results/distilled_swesat.pt
 DB ?= runs/learners.sqlite3
 
-.PHONY: setup kit lab test unit notebooks strip bench serve student executed slides site clean-venv
+.PHONY: setup kit lab test test-browser unit notebooks strip bench serve student executed slides site clean-venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=/path/to/python3.11 (e.g. make lab PYTHON=python3.12)")'
@@ -46,6 +47,16 @@ lab: setup
 
 test: setup kit
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) --durations=12 $(PYTEST_ARGS)
+
+# Not part of `make test`: needs /usr/bin/chromium (Debian: apt-get install chromium fonts-noto-color-emoji).
+# Playwright comes from the `browser` extra and never downloads a browser. Screenshots: build/browser/.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: setup
+	@test -x $(CHROMIUM) || { echo "make test-browser drives Debian's Chromium at $(CHROMIUM), which is missing."; \
+		echo "Install it: sudo apt-get install chromium fonts-noto-color-emoji  (or: make test-browser CHROMIUM=/path/to/chromium)"; exit 1; }
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -e '.[browser]'
+	COURSE_BROWSER_TESTS=1 CHROMIUM=$(CHROMIUM) PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+		$(BIN)/python -m pytest tests/browser -p no:cacheprovider --durations=0 $(PYTEST_ARGS)
 
 unit: setup kit
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

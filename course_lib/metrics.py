@@ -58,8 +58,17 @@ def binary_cross_entropy(y_true: np.ndarray, y_prob: np.ndarray, eps: float = 1e
 
 
 def log_loss(y_true, y_prob, eps: float = 1e-6) -> float:
-    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 − eps]); the one log loss of the course."""
+    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 − eps]); the one log loss of the course.
+
+    ``y_true`` holds 0/1 answers and ``y_prob`` probabilities in [0, 1]; anything else is a ValueError.
+    """
     y_true, y_prob = _as_arrays(y_true, y_prob)
+    if not np.isin(y_true, (0.0, 1.0)).all():
+        raise ValueError(f"log_loss needs 0/1 answers, got the values {sorted(set(np.unique(y_true).tolist()))[:6]}; "
+                         "recode answers as 0 (wrong) / 1 (right) and drop missing ones")
+    if not ((y_prob >= 0) & (y_prob <= 1)).all():
+        raise ValueError(f"log_loss needs probabilities in [0, 1], got values in [{y_prob.min():.3g}, {y_prob.max():.3g}]; "
+                         "pass sigmoid(logits), not logits")
     return float(binary_cross_entropy(y_true, y_prob, eps).mean())
 
 

@@ -6,7 +6,8 @@ build ("longintrepr.h: No such file"). Its metadata also requires gsutil and qpt
 numpy < 2) although importing learn2learn needs neither.
 
 What this does, once (later runs take the cached wheel in ``wheelhouse/``):
-1. download the sdist from PyPI (``pip download --no-binary``),
+1. download the sdist from PyPI (``pip download --no-binary learn2learn``: the source-only rule is
+   for learn2learn alone, its build requirements come as wheels from pip's cache or PyPI),
 2. regenerate its three C files from the shipped ``.pyx`` sources with a current Cython,
 3. build a wheel with ``pip wheel --no-deps --no-build-isolation`` into ``wheelhouse/``,
 4. install that wheel with ``--no-deps`` plus the packages learn2learn really imports.
@@ -52,7 +53,9 @@ def build_wheel() -> Path:
     WHEELHOUSE.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="l2l-build-") as tmp:
         tmp_path = Path(tmp)
-        pip("download", "--quiet", "--no-deps", "--no-binary", ":all:",
+        # Source only for learn2learn itself: with ":all:" pip would also build learn2learn's build
+        # requirements (Cython, setuptools) from source, minutes of C compilation on a cold machine.
+        pip("download", "--quiet", "--no-deps", "--no-binary", "learn2learn",
             f"learn2learn=={VERSION}", "-d", str(tmp_path))
         (sdist,) = tmp_path.glob("learn2learn-*.tar.gz")
         with tarfile.open(sdist) as tar:

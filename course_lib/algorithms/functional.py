@@ -120,6 +120,8 @@ def check_support(x: Tensor, y: Tensor) -> None:
     for name, t in (("x", x), ("y", y)):
         if t.is_floating_point() and torch.isnan(t).any():
             raise ValueError(f"support {name} contains NaN; drop missing answers before adapting")
+        if t.is_floating_point() and torch.isinf(t).any():
+            raise ValueError(f"support {name} contains an infinite value; rescale or drop it before adapting")
 
 
 def maybe_compile(fn: Callable, compile: bool) -> Callable:

@@ -44,9 +44,9 @@ __all__ = ["MAML", "Adapter", "check_alpha", "check_steps", "inner_rates", "inne
 
 
 def check_alpha(alpha: float, name: str = "alpha (the inner step size)") -> float:
-    """A step size as a float, or a ValueError if it is not a positive number (the boundary check)."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
-        raise ValueError(f"{name} must be a number > 0, got {alpha!r}")
+    """A step size as a float, or a ValueError if it is not a finite positive number (the boundary check)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {alpha!r}")
     return float(alpha)
 
 
@@ -178,9 +178,14 @@ class Adapter:
         """
         check_support(x_support, y_support)
         theta = {name: v.detach() for name, v in self.theta.items()}
-        phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
-                          alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
-                          first_order=True, adapt=self.adapt_prefixes)
+        try:
+            phi = inner_adapt(self.model, theta, x_support, y_support, mask, loss_fn=self.loss_fn,
+                              alpha=self._rates(), steps=self.steps if steps is None else check_steps(steps),
+                              first_order=True, adapt=self.adapt_prefixes)
+        except RuntimeError as err:  # a shape the model cannot take: say which input, not torch's matmul
+            raise ValueError(f"the model cannot take this support set (x_support {tuple(x_support.shape)}, "
+                             f"y_support {tuple(y_support.shape)}): {err}. Check the number of features "
+                             "against the model's input layer and that y has the model's output shape") from None
         return {name: v.detach() for name, v in phi.items()}
 
     def adapt_batch(self, batch: TaskBatch, steps: int | None = None) -> Params:
