@@ -16,7 +16,7 @@ from course_lib.metrics import ndcg_at_k
 
 __all__ = ["check_popularity", "check_ndcg", "check_fold_in", "check_posterior_interest", "NDCG_EXAMPLE"]
 
-#: The list of exercise 2: true ratings of a student's query lecturers, and a model's scores.
+#: The list of exercise 3: true ratings of a student's query lecturers, and a model's scores.
 NDCG_EXAMPLE = {"ratings": [3.0, 5.0, 1.0, 4.0, 2.0], "scores": [4.1, 3.9, 3.5, 3.0, 2.2]}
 
 
@@ -54,7 +54,7 @@ def check_popularity(popularity: Callable | None) -> bool:
 
 
 def check_ndcg(value: float | None) -> bool:
-    """Exercise 2: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
+    """Exercise 3: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
     if value is None:
         return todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
     value = float(value)
@@ -72,7 +72,7 @@ def check_ndcg(value: float | None) -> bool:
 
 
 def check_fold_in(fold_in: Callable | None) -> bool:
-    """Exercise 3: ``fold_in(residuals, reg_bias) -> b_u``: a new student's offset as a ridge estimate.
+    """Exercise 2: ``fold_in(residuals, reg_bias) -> b_u``: a new student's offset as a ridge estimate.
 
     ``residuals [K]`` are r − μ − bⱼ on the support set; the answer is Σ residuals / (K + λ_b).
     """
