@@ -29,6 +29,7 @@ from course_lib.serving.model import save_bundle  # noqa: E402
 
 N_ITEMS, DIMS = 12, 2
 ROOT = Path(__file__).resolve().parents[1]
+STARTUP_S = 300
 
 
 class httpx:  # noqa: N801 - the httpx calls of these tests, with a timeout that suits a loaded CI machine
@@ -63,20 +64,24 @@ class Server:
 
     def start(self) -> "Server":
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        # The log goes to a file: a pipe nobody reads could fill and block the server.
+        self.log = self.db.with_suffix(".log").open("w+b")
         self.proc = subprocess.Popen([sys.executable, "-m", "course_lib.serving", "--port", str(self.port),
                                       "--model", str(self.model), "--db", str(self.db)], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # Importing torch, FastAPI and the model takes seconds on an idle machine, minutes on a loaded one.
+        deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode()}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("server did not answer /health within 60 s")
+        raise RuntimeError(f"server did not answer /health within {STARTUP_S} s")
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
