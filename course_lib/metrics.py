@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 __all__ = ["auc", "auc_from_counts", "binary_cross_entropy", "log_loss", "expected_calibration_error", "mae",
            "rmse", "ndcg_at_k", "mean_ci", "proportion_ci", "censored_median", "learner_resamples", "bootstrap_ci",
            "pooled_bootstrap", "per_learner_metrics", "query_log_loss", "abs_correlation",
-           "ndcg_at_k_rows"]
+           "ndcg_at_k_rows", "bootstrap_mean_ci", "paired_differences", "r_squared", "paired_auc_difference"]
 
 
 def _as_arrays(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +168,51 @@ def bootstrap_ci(metric, groups: list[tuple[np.ndarray, np.ndarray]], n_boot: in
     return float(point), float(lo), float(hi)
 
 
+def bootstrap_mean_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of one value per learner and its percentile bootstrap CI, resampling learners.
+
+    For a *paired* comparison pass the per-learner differences (method A − method B on the same
+    learner and query set): the CI then accounts for the learners being shared. ``values [learners]``;
+    the resamples are `learner_resamples`'. Derived in chapter 06, section 11.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size < 2 or np.isnan(v).any():
+        raise ValueError(f"need at least 2 finite per-learner values, got {v.size} (NaN: {bool(np.isnan(v).any())})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    means = learner_resamples(v.size, n_boot, seed) @ v / v.size
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def paired_differences(per_learner: dict[str, np.ndarray], references: tuple[str, ...], n_boot: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> list[dict]:
+    """Every method minus every reference, learner by learner, with `bootstrap_mean_ci` intervals.
+
+    ``per_learner``: method -> ``[learners]`` metric values (the same learners in the same order);
+    references missing from it are skipped. Returns rows ``{"method", "versus", "diff", "lo", "hi"}``.
+    Chapter 06, section 11.
+    """
+    rows = []
+    for name, v in per_learner.items():
+        for ref in (r for r in references if r != name and r in per_learner):
+            d, lo, hi = bootstrap_mean_ci(np.asarray(v) - np.asarray(per_learner[ref]), n_boot, level, seed)
+            rows.append({"method": name, "versus": ref, "diff": d, "lo": lo, "hi": hi})
+    return rows
+
+
+def r_squared(y_true, y_pred) -> float:
+    """Share of the variance of ``y_true`` that ``y_pred`` explains: 1 − Σ(y − ŷ)² / Σ(y − ȳ)².
+
+    Out of sample it can be negative (worse than predicting the mean). Chapter 06, section 11.
+    """
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    if total == 0:
+        raise ValueError("y_true is constant: R² is undefined")
+    return 1.0 - float(((y_true - y_pred) ** 2).sum()) / total
+
+
 # --------------------------------------------------------------------- per learner, vectorised (chapter 01)
 
 def _as_float64(values) -> np.ndarray:
@@ -267,8 +312,6 @@ def pooled_bootstrap(y, p, learner, *, n_boot: int = 200, level: float = 0.95, s
     bin move the resampled AUC by < 1 / (2 · score_bins)); the point estimates stay exact.
     Returns auc, auc_lo, auc_hi, logloss, logloss_lo, logloss_hi. Derived in chapter 05, section 6.
     """
-    from scipy import sparse
-
     y, p, learner = (np.asarray(v).ravel() for v in (y, p, learner))
     if not (len(y) == len(p) == len(learner)) or len(y) == 0:
         raise ValueError("y, p and learner must be non-empty arrays of the same length")
@@ -279,18 +322,50 @@ def pooled_bootstrap(y, p, learner, *, n_boot: int = 200, level: float = 0.95, s
     if score_bins is not None and len(uniq) > score_bins:
         inv = (inv * score_bins) // len(uniq)
     shape = (len(ids), int(inv.max()) + 1)
-    h_pos = sparse.csr_matrix((y, (lid, inv)), shape=shape)          # learner x score: right answers
-    h_neg = sparse.csr_matrix((1 - y, (lid, inv)), shape=shape)      # learner x score: wrong answers
     nll = binary_cross_entropy(y, p)
     nll_sum = np.bincount(lid, weights=nll, minlength=len(ids))
     count = np.bincount(lid, minlength=len(ids)).astype(float)
     w = learner_resamples(len(ids), n_boot, seed)                     # [n_boot, learners]
     q = [(1 - level) / 2, (1 + level) / 2]
     if n_boot:
-        aucs = auc_from_counts(np.asarray((h_pos.T @ w.T).T), np.asarray((h_neg.T @ w.T).T))
+        aucs = _resampled_aucs(y, inv, lid, w, shape)
         lls = w @ nll_sum / (w @ count)
         (auc_lo, auc_hi), (ll_lo, ll_hi) = np.nanquantile(aucs, q), np.nanquantile(lls, q)
     else:
         auc_lo = auc_hi = ll_lo = ll_hi = float("nan")
     return {"auc": point_auc, "auc_lo": float(auc_lo), "auc_hi": float(auc_hi), "logloss": float(nll.mean()),
             "logloss_lo": float(ll_lo), "logloss_hi": float(ll_hi)}
+
+
+def _resampled_aucs(y: np.ndarray, inv: np.ndarray, lid: np.ndarray, w: np.ndarray, shape: tuple) -> np.ndarray:
+    """Pooled AUC of every resample (rows of ``w [n_boot, learners]``) from counts per learner x score."""
+    from scipy import sparse
+
+    h_pos = sparse.csr_matrix((y, (lid, inv)), shape=shape)          # learner x score: right answers
+    h_neg = sparse.csr_matrix((1 - y, (lid, inv)), shape=shape)      # learner x score: wrong answers
+    return auc_from_counts(np.asarray((h_pos.T @ w.T).T), np.asarray((h_neg.T @ w.T).T))
+
+
+def paired_auc_difference(y, p_a, p_b, learner, *, n_boot: int = 200, level: float = 0.95,
+                          seed: int = 0) -> dict[str, float]:
+    """Pooled AUC of ``p_a`` minus that of ``p_b`` on the same answers, with a *paired* learner-bootstrap CI.
+
+    Both methods are scored on the same resamples of learners (`learner_resamples`), so the
+    interval is that of the difference, narrower than comparing two separate intervals. Flat arrays
+    ``y`` (0/1), ``p_a``, ``p_b`` (P(correct)), ``learner`` (ids). Returns diff, diff_lo, diff_hi.
+    Derived in chapter 07, section 4b.
+    """
+    y, p_a, p_b, learner = (np.asarray(v).ravel() for v in (y, p_a, p_b, learner))
+    if not (len(y) == len(p_a) == len(p_b) == len(learner)) or len(y) == 0:
+        raise ValueError("y, p_a, p_b and learner must be non-empty arrays of the same length")
+    y, p_a = _as_arrays(y, p_a)
+    _, p_b = _as_arrays(y, p_b)
+    ids, lid = np.unique(learner, return_inverse=True)
+    w = learner_resamples(len(ids), n_boot, seed)
+    stats = []
+    for p in (p_a, p_b):
+        _, inv = np.unique(p, return_inverse=True)
+        stats.append((auc(y, p), _resampled_aucs(y, inv, lid, w, (len(ids), int(inv.max()) + 1))))
+    diff = stats[0][1] - stats[1][1]
+    lo, hi = np.nanquantile(diff, [(1 - level) / 2, (1 + level) / 2]) if n_boot else (float("nan"),) * 2
+    return {"diff": stats[0][0] - stats[1][0], "diff_lo": float(lo), "diff_hi": float(hi)}

@@ -331,3 +331,39 @@ def split_by_interaction(responses: Tensor, test_fraction: float = 0.2, *,
     test = answered & (u < test_fraction)
     return answered & ~test, test
 
+
+
+# ------------------------------------------------------------ cross-fitting folds (chapter 09)
+
+__all__ += ["learner_folds"]
+
+
+def learner_folds(n_learners: int, n_folds: int, seed: int = 0) -> list[Tensor]:
+    """``n_folds`` disjoint, sorted sets of learner indices covering 0..n_learners−1 (cross-fitting).
+
+    Fold f holds every ``n_folds``-th learner of a seeded `permutation`, so the folds differ in size
+    by at most one. Training on the other folds and predicting fold f, for every f, scores every
+    learner once as a *held-out* learner: more held-out learners than one split gives, which a
+    per-group audit with a small group needs. Derived in chapter 09, section 3.
+    """
+    if not 2 <= n_folds <= n_learners:
+        raise ValueError(f"need 2 <= n_folds <= n_learners, got n_folds={n_folds}, n_learners={n_learners}")
+    perm = permutation(n_learners, torch.Generator().manual_seed(seed))
+    return [perm[f::n_folds].sort().values for f in range(n_folds)]
+
+
+# ------------------------------------------------------------------ scoring a batch's query answers (chapter 09)
+
+__all__ += ["query_answers"]
+
+
+def query_answers(batch: TaskBatch, prob: Tensor, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real query answers of a batch, flat: (answers, P(correct) clipped to [eps, 1 − eps], task index).
+
+    ``prob [tasks, n_query]``; padded query slots (``query_mask`` False) are left out. What the
+    learner-bootstrap metrics take. Used by chapter 09's studies.
+    """
+    mask = batch.query_mask if batch.query_mask is not None else torch.ones_like(batch.y_query, dtype=torch.bool)
+    task = torch.arange(batch.n_tasks)[:, None].expand_as(mask)
+    return (batch.y_query[mask].numpy(), prob.detach()[mask].clamp(eps, 1 - eps).numpy().astype(float),
+            task[mask].numpy())

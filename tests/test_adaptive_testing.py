@@ -9,6 +9,7 @@ import torch
 from course_lib import viz
 from course_lib.data.responses import StudyData
 from course_lib.experiments import adaptive_testing as at
+from course_lib.adaptive.bobcat import BOBCATConfig
 from course_lib.models.meta_irt import MetaIRTConfig
 
 
@@ -22,7 +23,8 @@ def toy_data():
     return StudyData(r, ["first"] * 15 + ["second"] * 15)
 
 
-TOY = at.Config(n_steps=6, seed=0, n_synthetic=80, n_boot=10, meta=MetaIRTConfig(iterations=5), keep_traces=True)
+TOY = at.Config(n_steps=6, seed=0, n_synthetic=80, n_boot=10, meta=MetaIRTConfig(iterations=5),
+                keep_traces=True, bobcat=BOBCATConfig(iterations=2, n_steps=3, batch=16, hidden=16))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def cat_result(toy_data):
 
 def test_cat_study_rows(cat_result):
     rows = cat_result.rows
-    assert len(rows) == (5 + 4) * 6          # 5 testers on the real learners, 4 on synthetic ones, n = 1..6
+    assert len(rows) == (7 + 6) * 6          # 7 testers on the real learners, 6 on synthetic ones, n = 1..6
     sections = [r for r in rows if r["method"] == "max Fisher information (2PL per section)"]
     assert {r["dataset"] for r in sections} == {"swesat"}
     assert {r["dataset"] for r in rows} == {"swesat", "synthetic"}
@@ -46,9 +48,20 @@ def test_cat_study_rows(cat_result):
         sp = cat_result.details["splits"][dataset]
         assert not sp.heldout[torch.arange(len(tr.asked))[:, None], tr.asked].any()
     table = at.cat_table(cat_result, ns=(1, 6))
-    assert list(table.columns) == [1, 6] and len(table) == 9
-    assert len(viz.figure_cat(cat_result).data) == 2 * 5 + 2     # bands + the two BOBCAT reference lines
+    assert list(table.columns) == [1, 6] and len(table) == 13
+    assert len(viz.figure_cat(cat_result).data) == 2 * 7 + 2     # bands + the two BOBCAT reference lines
     assert viz.figure_cat(cat_result, "ability_rmse", "synthetic").layout.title.text.startswith("synthetic")
+
+
+def test_paired_differences_against_the_section_fisher_tester(cat_result):
+    paired = cat_result.details["paired"]
+    assert len(paired) == 6 * 6 + 5 * 6      # every other tester, n = 1..6; synthetic: against the 2PL
+    auc = {(r["dataset"], r["method"], r["n_items"]): r["auc"] for r in cat_result.rows}
+    for p in paired:
+        assert p["diff_lo"] <= p["diff_hi"]
+        assert abs(p["diff"] - (auc[(p["dataset"], p["method"], p["n_items"])]
+                                - auc[(p["dataset"], p["versus"], p["n_items"])])) < 1e-9
+    assert {p["versus"] for p in paired if p["dataset"] == "swesat"} == {"max Fisher information (2PL per section)"}
 
 
 def test_cat_study_rejects_bad_input():

@@ -75,3 +75,48 @@ def test_compiled_fit_matches_eager():
     compiled.fit(sample, iterations=6, chunk=3, progress=False)  # guards skipped after the first step
     for k, v in eager.theta.items():
         torch.testing.assert_close(compiled.theta[k], v, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_unrolled_steps_equal_single_steps(compile):
+    """unroll=N: one call runs N meta-iterations with the arithmetic of N single steps."""
+    b = sample_sinusoid_tasks(4 * 3, 5, generator=torch.Generator().manual_seed(1))[0]
+    xs, ys, xq, yq = (t.reshape(3, 4, *t.shape[1:]) for t in (b.x_support, b.y_support, b.x_query, b.y_query))
+    torch.manual_seed(0)
+    single = FusedMAML(mlp_regressor(), beta=1e-2, compile=False)
+    torch.manual_seed(0)
+    unrolled = FusedMAML(mlp_regressor(), beta=1e-2, compile=compile, unroll=3)
+    ref = torch.stack([single.step(xs[i], ys[i], xq[i], yq[i]) for i in range(3)])
+    losses = unrolled.steps(xs, ys, xq, yq)
+    assert losses.shape == (3,) and unrolled.t.item() == 3
+    torch.testing.assert_close(losses, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(unrolled.state, single.state, atol=1e-6, rtol=1e-5)
+    unrolled.steps(xs[:2], ys[:2], xq[:2], yq[:2])  # n != unroll: single steps
+    assert unrolled.t.item() == 5
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_unrolled_fit_equals_single_step_fit(compile):
+    """7 iterations in chunks of 4 with unroll=2: blocks of 2, and a last single step, same θ as unroll=1."""
+    sample = lambda g: sample_sinusoid_tasks(4 * 3, 5, generator=g)[0]  # noqa: E731 - 4 iterations of 3 tasks
+    torch.manual_seed(0)
+    one = FusedMAML(mlp_regressor(), compile=False)
+    h1 = one.fit(sample, iterations=7, chunk=4, progress=False, log_every=3)
+    torch.manual_seed(0)
+    two = FusedMAML(mlp_regressor(), compile=compile, unroll=2)
+    h2 = two.fit(sample, iterations=7, chunk=4, progress=False, log_every=3)
+    assert h2["iteration"] == h1["iteration"] == [3, 6, 7] and two.t.item() == 7
+    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
+    for k, v in one.theta.items():
+        torch.testing.assert_close(two.theta[k], v, atol=1e-5, rtol=1e-4)
+
+
+def test_unroll_is_validated():
+    with pytest.raises(ValueError, match="unroll"):
+        FusedMAML(mlp_regressor(), unroll=0)
+    fused = FusedMAML(mlp_regressor(), compile=False, unroll=4)
+    with pytest.raises(ValueError, match="multiple of unroll"):
+        fused.fit(lambda g: sample_sinusoid_tasks(6, 5, generator=g)[0], iterations=6, chunk=6, progress=False)
+    with pytest.raises(ValueError, match="same n"):
+        b = sample_sinusoid_tasks(8, 5)[0]
+        fused.steps(b.x_support.reshape(4, 2, 5, 1), b.y_support.reshape(2, 4, 5, 1), b.x_query, b.y_query)

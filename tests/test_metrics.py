@@ -138,3 +138,38 @@ def test_learner_resamples_counts_and_proportion_ci_and_censored_median():
     assert m == 0.75 and lo < m < hi and hi - m == pytest.approx(1.959964 * np.sqrt(0.75 * 0.25 / 4), rel=1e-6)
     assert metrics.censored_median([1.0, 2.0, np.nan]) == 2.0
     assert np.isnan(metrics.censored_median([1.0, np.nan, np.nan]))
+
+
+def test_bootstrap_mean_ci_paired_differences_and_r_squared():
+    from course_lib.metrics import bootstrap_mean_ci, paired_differences, r_squared
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(0.3, 1.0, 400)
+    m, lo, hi = bootstrap_mean_ci(v, n_boot=500)
+    assert m == pytest.approx(v.mean()) and lo < m < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * v.std() / np.sqrt(v.size), rel=0.2)  # ≈ the normal interval
+    a = rng.normal(1.0, 0.5, 200)
+    rows = paired_differences({"a": a, "b": a - 0.1, "c": a + 0.2}, ("a", "missing"), n_boot=200)
+    assert [(r["method"], r["versus"]) for r in rows] == [("b", "a"), ("c", "a")]
+    assert rows[0]["diff"] == pytest.approx(-0.1) and rows[0]["lo"] == pytest.approx(-0.1)  # constant difference
+    y = rng.normal(0, 1, 100)
+    assert r_squared(y, y) == 1.0 and r_squared(y, np.full(100, y.mean())) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        bootstrap_mean_ci([1.0])
+    with pytest.raises(ValueError, match="constant"):
+        r_squared(np.ones(3), np.zeros(3))
+
+
+def test_paired_auc_difference_is_the_difference_with_a_paired_ci():
+    rng = np.random.default_rng(0)
+    learner = np.repeat(np.arange(40), 10)
+    y = (rng.random(400) < 0.5).astype(float)
+    p_a = np.clip(0.5 + 0.3 * (y - 0.5) + 0.2 * rng.standard_normal(400), 0.01, 0.99)
+    p_b = np.clip(p_a + 0.1 * rng.standard_normal(400), 0.01, 0.99)
+    d = metrics.paired_auc_difference(y, p_a, p_b, learner, n_boot=200)
+    assert abs(d["diff"] - (metrics.auc(y, p_a) - metrics.auc(y, p_b))) < 1e-12
+    assert d["diff_lo"] <= d["diff"] <= d["diff_hi"]
+    same = metrics.paired_auc_difference(y, p_a, p_a, learner, n_boot=50)
+    assert same["diff"] == same["diff_lo"] == same["diff_hi"] == 0.0   # paired: no noise from the resampling
+    with pytest.raises(ValueError, match="same length"):
+        metrics.paired_auc_difference(y, p_a[:-1], p_b, learner)

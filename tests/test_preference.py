@@ -39,6 +39,21 @@ def test_melu_bad_input():
         MeLU(lecturer_offsets=np.zeros(5))
     with pytest.raises(ValueError, match=">= 1"):
         MeLU(embed_dim=0)
+    with pytest.raises(ValueError, match="features must be distinct names"):
+        MeLU(features=("lecturer", "semester"))
+
+
+def test_melu_without_covariates_ignores_them():
+    """features=("lecturer",): the ablation of chapter 06, section 11 sees only the lecturer code."""
+    torch.manual_seed(0)
+    model = MeLU(mu=3.0, features=("lecturer",))
+    assert set(model.embed) == {"lecturer"} and model.decision[0].in_features == 8
+    with torch.no_grad():
+        model.decision[-1].weight.normal_()
+    x = codes(6)
+    other = x.clone()
+    other[:, 1:] = (other[:, 1:] + 1) % 2  # change every covariate, keep the lecturer
+    assert torch.allclose(model(x), model(other))
 
 
 def test_inner_step_by_hand_matches_maml_adapt():

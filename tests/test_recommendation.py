@@ -25,7 +25,8 @@ def test_config_rejects_bad_settings():
 
 
 def test_every_configured_method_is_registered():
-    assert set(rec.Config().methods()) == set(rec.METHODS.names())
+    assert set(rec.Config(ablation=True).methods()) == set(rec.METHODS.names())
+    assert rec.ABLATION not in rec.Config().methods()
     with pytest.raises(ValueError, match="choose from"):
         rec.METHODS["MeLU-ProtoNet"]
 
@@ -40,7 +41,13 @@ def test_cli_writes_the_table(tmp_path, capsys):
     assert {"method", "kind", "k_shot", "mae", "mae_lo", "mae_hi", "rmse", "ndcg3", "n_students"} <= set(table.columns)
     assert set(table["k_shot"]) == {1, 3, 5, 10, "all"}
     assert set(table["kind"]) == {"baseline", "meta"}
-    assert {"global mean", "popularity", "MF fold-in", "MeLU-MAML"} <= set(table["method"])
+    assert {"global mean", "popularity", "MF fold-in", rec.MIXED, "MeLU-MAML"} <= set(table["method"])
+    assert (table["r2"] < 1).all() and (table.loc[table.method == rec.MIXED, "r2"] > 0).all()
+    paired = pd.DataFrame(data["details"]["paired"])
+    assert set(paired["versus"]) == set(rec.REFERENCES) and (paired["lo"] <= paired["hi"]).all()
+    assert len(paired.groupby(["method", "versus", "k_shot"])) == len(paired)
+    shares = data["details"]["baselines"][rec.MIXED]["variance_shares"]
+    assert set(shares) == {"student", "lecturer", "covariates", "residual"} and 0 < shares["covariates"] < 1
     assert (table["mae_lo"] <= table["mae"]).all() and (table["mae"] <= table["mae_hi"]).all()
     sweep = table[table["k_shot"] != "all"]
     assert sweep["n_students"].nunique() == 1  # every K is scored on the same test students

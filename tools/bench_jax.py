@@ -7,22 +7,30 @@ Chapter 08, "speed near the limit". The same meta-iteration in three implementat
 * ``course_lib MAML.fit``: `course_lib.algorithms.MAML` with ``compile=True`` and the chunked
   sampler of `course_lib.experiments.sinusoid` (how chapter 03 trained until chapter 08);
 * ``course_lib FusedMAML``: `course_lib.algorithms.fused.FusedMAML`, meta-gradient and Adam in
-  one ``torch.compile`` graph.
+  one ``torch.compile`` graph;
+* ``course_lib FusedMAML, unroll=N``: the same with N meta-iterations per compiled call (the tasks
+  of N iterations are sliced from the same host-sampled chunk), so the per-call overhead is paid
+  once per N iterations.
 
 Setup: meta-batch 25, K = 10 support and 10 query points, α = 0.01, Adam β = 1e-3, tasks sampled on
 the host in chunks of 500 meta-batches (both frameworks), torch on one thread per kernel. The
 implementations alternate, ``--rounds`` times, each round ``--iterations`` meta-iterations after a
 warm-up that includes compilation (timed separately), so all rows see the same machine load. The
-70,000-iteration estimate is compile time + 70,000 × the median ms per iteration.
+70,000-iteration estimate is compile time + 70,000 × the median ms per iteration. Thread settings
+matter on a small CPU: torch runs ``--torch-threads`` intra-op threads (default 1); XLA uses its
+defaults unless ``XLA_FLAGS`` is set. Both, the versions and the load average before and after are
+written to the JSON.
 
 Needs jax (``pip install jax``; CPU is enough); it is not a dependency of the course.
-Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--json FILE]``.
+Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--unroll 10] [--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import sys
 import time
@@ -100,7 +108,7 @@ def jax_trainer():
     return (lambda: train(3)), train
 
 
-def torch_trainers() -> dict:
+def torch_trainers(unroll: int, threads: int) -> dict:
     """name -> (warm-up function, train(iterations) function) for the course_lib implementations."""
     import torch
 
@@ -109,7 +117,7 @@ def torch_trainers() -> dict:
     from course_lib.models.regressor import mlp_regressor
     from course_lib.tasks import sample_sinusoid_tasks
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     maml = MAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1)
     from course_lib.experiments.sinusoid import chunked_sampler
@@ -117,21 +125,31 @@ def torch_trainers() -> dict:
     sample = chunked_sampler(META_BATCH, K, K, torch.device("cpu"), chunk=CHUNK)
     opt = torch.optim.Adam(maml.parameters(), lr=BETA, fused=True)
     fused = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA)
+    unrolled = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA, unroll=unroll)
     chunk = lambda g: sample_sinusoid_tasks(CHUNK * META_BATCH, K, K, generator=g)[0]  # noqa: E731
 
     def fit_maml(n: int) -> float:
         return maml.fit(sample, n, compile=True, progress=False, optimizer=opt)["loss"][-1]
 
-    def fit_fused(n: int) -> float:
-        return fused.fit(chunk, n, chunk=CHUNK, progress=False)["loss"][-1]
+    def fit_fused(n: int, learner: FusedMAML = fused) -> float:
+        return learner.fit(chunk, n, chunk=CHUNK, progress=False)["loss"][-1]
 
-    return {"course_lib MAML.fit (compiled)": (lambda: fit_maml(3), fit_maml),
-            "course_lib FusedMAML (compiled)": (lambda: fit_fused(3), fit_fused)}
+    def fit_unrolled(n: int) -> float:
+        return fit_fused(n, unrolled)
+
+    trainers = {"course_lib MAML.fit (compiled)": (lambda: fit_maml(3), fit_maml),
+                "course_lib FusedMAML (compiled)": (lambda: fit_fused(3), fit_fused)}
+    if unroll > 1:  # warm-up: one unrolled call, so that the timed runs never compile
+        trainers[f"course_lib FusedMAML (compiled, unroll={unroll})"] = (lambda: fit_unrolled(unroll), fit_unrolled)
+    return trainers
 
 
-def measure(iterations: int, rounds: int) -> list[dict]:
+def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 1) -> list[dict]:
     """Compile every implementation (timed), then alternate ``rounds`` timed runs of each."""
-    impls = {"jax (jit)": jax_trainer(), **torch_trainers()}
+    if iterations % unroll or CHUNK % unroll:
+        raise SystemExit(f"--iterations ({iterations}) and the chunk ({CHUNK}) must be multiples of "
+                         f"--unroll ({unroll})")
+    impls = {"jax (jit)": jax_trainer(), **torch_trainers(unroll, threads)}
     compile_s, runs = {}, {name: [] for name in impls}
     for name, (warm, _) in impls.items():
         t0 = time.perf_counter()
@@ -154,19 +172,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=3000, help="meta-iterations per implementation per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--unroll", type=int, default=10, help="meta-iterations per compiled call of the unrolled row")
+    parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     try:
-        import jax  # noqa: F401
+        import jax
     except ImportError:
         sys.exit("this optional benchmark needs jax: pip install jax")
-    rows = measure(args.iterations, args.rounds)
+    import torch
+
+    settings = {"torch_threads": args.torch_threads, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "unroll": args.unroll, "jax": jax.__version__, "torch": torch.__version__,
+                "python": platform.python_version(), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    rows = measure(args.iterations, args.rounds, args.unroll, args.torch_threads)
+    settings["load_after"] = os.getloadavg()
     for r in rows:
         print(f"{r['implementation']:34s} {r['ms_per_iter']:7.3f} ms/iteration  compile {r['compile_s']:5.1f} s  "
               f"70k estimate {r['estimate_70k_s']:6.1f} s   rounds {[round(v, 3) for v in r['ms_per_iter_rounds']]}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"iterations": args.iterations, "rounds": args.rounds, "rows": rows},
-                                              indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"iterations": args.iterations, "rounds": args.rounds,
+                                               "settings": settings, "rows": rows}, indent=1) + "\n")
     return rows
 
 

@@ -10,7 +10,9 @@ a *selection rule* picks the next item from what is left of the pool:
   parameters at their current estimate. Under 2PL IRT with ability θ̂ this is
   I_j(θ̂) = a_j² p_j (1 − p_j), p_j = σ(a_j(θ̂ − b_j)) (section 2). Under a meta-learned model whose
   adapted parameters φ_i are a vector, the same rule uses the trace of the item's information
-  matrix, p_j(1 − p_j) ‖∂ logit_j / ∂φ_i‖² (section 3) — for a scalar ability it is the 2PL formula.
+  matrix, p_j(1 − p_j) ‖∂ logit_j / ∂φ_i‖² (section 3) — for a scalar ability it is the 2PL formula;
+* ``"learned_policy"``: the argmax of a trained selection policy's scores (the model's
+  ``policy_scores(state)``, e.g. `course_lib.adaptive.bobcat.BOBCAT`, section 4b).
 
 `run_cat` plays the test for many learners at once and records, after every n = 1..n_steps, the
 predictions for the held-out items and a 2PL ability estimate from the items asked, so that
@@ -34,7 +36,7 @@ from course_lib.metrics import learner_resamples, pooled_bootstrap
 __all__ = ["CATSplit", "CATModel", "IRTModel", "MetaCATModel", "RULES", "split_items", "select_items",
            "CATTrace", "run_cat", "summarize_cat", "synthetic_learners"]
 
-RULES = ("random", "max_information")
+RULES = ("random", "max_information", "learned_policy")
 
 
 # ----------------------------------------------------------------------------- the split
@@ -239,7 +241,8 @@ def select_items(rule: str, available: Tensor, information: Tensor | None = None
     """The next item per learner under ``rule`` among ``available [L, items]`` (bool) → ``[L]`` long.
 
     ``"max_information"`` needs ``information [L, items]`` and returns its argmax over the available
-    items; ``"random"`` picks uniformly among them. Derived in chapter 07, section 2.
+    items (``"learned_policy"`` the same with a policy's scores in ``information``); ``"random"``
+    picks uniformly among them. Derived in chapter 07, sections 2 and 4b.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -251,7 +254,7 @@ def select_items(rule: str, available: Tensor, information: Tensor | None = None
         keys = torch.rand(available.shape, generator=generator)
         return torch.where(available, keys, -1.0).argmax(1)
     if information is None or information.shape != available.shape:
-        raise ValueError(f"max_information needs information of shape {tuple(available.shape)}")
+        raise ValueError(f"{rule} needs information of shape {tuple(available.shape)} (scores for learned_policy)")
     if torch.isnan(information[available]).any():
         raise ValueError("information has NaN for an available item")
     return torch.where(available, information.float(), -torch.inf).argmax(1)
@@ -311,7 +314,7 @@ def run_cat(model: CATModel, responses: Tensor, split: CATSplit, rule: str, n_st
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc=f"CAT {method or model.name} ({rule})", leave=False)
     for n in steps:
-        info = model.information(state) if rule == "max_information" else None
+        info = _scores(model, state, rule)
         j = select_items(rule, available, info, g)
         available[rows, j] = False
         asked[:, n], answers[:, n] = j, r[rows, j]
@@ -323,6 +326,18 @@ def run_cat(model: CATModel, responses: Tensor, split: CATSplit, rule: str, n_st
             score_state = scorer.observe(score_state, j, answers[:, n])
         theta[:, n] = scorer.ability(score_state)
     return CATTrace(method or f"{model.name} ({rule})", rule, asked, answers, probs, theta)
+
+
+def _scores(model: CATModel, state: dict, rule: str) -> Tensor | None:
+    """What ``rule`` ranks the items by: the model's information, its policy's scores, or nothing."""
+    if rule == "max_information":
+        return model.information(state)
+    if rule == "learned_policy":
+        if not hasattr(model, "policy_scores"):
+            raise ValueError(f"rule 'learned_policy' needs a model with a selection policy (policy_scores), "
+                             f"and {model.name!r} has none; use a BOBCAT tester or another rule")
+        return model.policy_scores(state)
+    return None
 
 
 # ----------------------------------------------------------------------------- scoring

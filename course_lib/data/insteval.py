@@ -247,10 +247,15 @@ def predict_students(model, ratings: pd.DataFrame, tasks: StudentTasks, k_shot: 
     """``[students, n_query]`` predictions of a fitted recommender from each student's K-shot support set.
 
     ``model`` has ``predict_new(support_lecturers, support_ratings, query_lecturers)`` (the
-    baselines of :mod:`course_lib.baselines.popularity` and :mod:`~course_lib.baselines.matrix_factorization`).
+    baselines of :mod:`course_lib.baselines.popularity` and :mod:`~course_lib.baselines.matrix_factorization`)
+    or, if it reads the covariates too, ``predict_new_x(x_support, support_ratings, x_query)`` with
+    ``x [n, 5]`` codes in :data:`FEATURES` order (:mod:`course_lib.baselines.mixed_model`).
     """
-    lecturers = ratings["lecturer"].to_numpy()
     r = ratings["rating"].to_numpy()
+    if hasattr(model, "predict_new_x"):
+        x = ratings[list(FEATURES)].to_numpy(np.int64)
+        return np.stack([model.predict_new_x(x[s], r[s], x[q]) for s, q in zip(tasks.support(k_shot), tasks.query)])
+    lecturers = ratings["lecturer"].to_numpy()
     return np.stack([model.predict_new(lecturers[s], r[s], lecturers[q])
                      for s, q in zip(tasks.support(k_shot), tasks.query)])
 

@@ -16,12 +16,17 @@ max Fisher information (2PL per     baseline  one 2PL and one ability per test s
 section)                                      quantitative, verbal); only where sections are given
 random (meta-learned)               meta      uniform → MetaIRT adapted to the answers
 max information (meta-learned)      meta      argmax p(1 − p)‖∂logit/∂φ‖² at the adapted φ → MetaIRT
+max information (BOBCAT model)      meta      argmax p(1 − p)aᵀH⁻¹a → BOBCAT's response model (ablation)
+BOBCAT (learned policy)             meta      argmax of the policy trained jointly with the response
+                                              model on the held-out loss (`course_lib.adaptive.bobcat`)
 ==================================  ========  ======================================================
 
 Reported per n: AUC on the held-out answers (pooled, 95 % CI resampling learners) and the RMSE of
 the 2PL EAP ability from the items asked against a reference: on SweSAT the 2PL EAP from *all* the
 learner's answers (the true ability is unknown), on synthetic 2PL learners (θ ~ N(0, 1), answers
-drawn from the fitted SweSAT item parameters) the true θ. The learning-path study of the same
+drawn from the fitted SweSAT item parameters) the true θ. ``details["paired"]``: per n, each tester's
+AUC minus the reference tester's (per-section 2PL Fisher where sections exist) on the same learners,
+with a paired learner-bootstrap CI (`course_lib.metrics.paired_auc_difference`). The learning-path study of the same
 chapter is `course_lib.experiments.learning_paths`; the figures are in `course_lib.viz`.
 
     python -m course_lib.experiments.adaptive_testing --json FILE [--set n_steps=10]
@@ -36,10 +41,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from course_lib.adaptive.bobcat import BOBCATConfig, train_bobcat
 from course_lib.adaptive.cat import IRTModel, MetaCATModel, run_cat, split_items, summarize_cat, synthetic_learners
 from course_lib.baselines.irt import eap_ability_batch, fit_2pl, fit_2pl_by_group
 from course_lib.data.responses import StudyData, load_study_data, split_learners, validate_responses
 from course_lib.experiments import common
+from course_lib.metrics import paired_auc_difference
 from course_lib.models.meta_irt import MetaIRTConfig, train_meta_irt
 
 __all__ = ["BOBCAT_REFERENCE", "CAT_METHODS", "TESTER_MODELS", "Config", "run", "cat_table", "main"]
@@ -59,15 +66,19 @@ CAT_METHODS = (("random (2PL IRT)", "baseline", "irt", "random"),
                ("max Fisher information (2PL IRT)", "baseline", "irt", "max_information"),
                ("max Fisher information (2PL per section)", "baseline", "irt_sections", "max_information"),
                ("random (meta-learned)", "meta", "meta", "random"),
-               ("max information (meta-learned)", "meta", "meta", "max_information"))
+               ("max information (meta-learned)", "meta", "meta", "max_information"),
+               ("max information (BOBCAT model)", "meta", "bobcat", "max_information"),
+               ("BOBCAT (learned policy)", "meta", "bobcat", "learned_policy"))
+#: the paired AUC differences are against this tester (the 2PL one where a dataset has no sections)
+PAIRED_REFERENCE = ("max Fisher information (2PL per section)", "max Fisher information (2PL IRT)")
 
 
 @dataclass(frozen=True)
 class Config:
     """Settings of the CAT study: tests of ``n_steps`` items, ``holdout_frac`` of each learner's
     answers held out, ``n_synthetic`` synthetic 2PL learners (0: none), ``n_boot`` learner-bootstrap
-    resamples, ``methods`` (names from `CAT_METHODS`; ``()``: every tester the data allows) and the
-    meta-training settings ``meta``. ``dataset`` names the real learners (loaded by name unless
+    resamples, ``methods`` (names from `CAT_METHODS`; ``()``: every tester the data allows), the
+    meta-training settings ``meta`` and BOBCAT's ``bobcat``. ``dataset`` names the real learners (loaded by name unless
     `run` gets ``data``). ``keep_traces`` adds traces, splits and models to the details (notebook use)."""
 
     dataset: str = "swesat"
@@ -78,6 +89,7 @@ class Config:
     n_boot: int = 200
     methods: tuple[str, ...] = ()
     meta: MetaIRTConfig = field(default_factory=lambda: MetaIRTConfig(iterations=300))
+    bobcat: BOBCATConfig = field(default_factory=BOBCATConfig)
     keep_traces: bool = False
 
 
@@ -115,9 +127,21 @@ def _meta(fit: _Fit) -> MetaCATModel:
     return MetaCATModel(maml, fit.r.shape[1], name="meta-learned")
 
 
+def _bobcat(fit: _Fit) -> object:
+    """BOBCAT's response model and policy, θ started from the 2PL (one loading dimension per section)."""
+    cfg = fit.config.bobcat
+    irt = _irt_sections(fit) if fit.groups is not None else _irt(fit)
+    if irt.n_groups > cfg.dims:
+        raise ValueError(f"bobcat.dims={cfg.dims} is fewer than the {irt.n_groups} test sections; raise it")
+    a = torch.zeros(len(irt.a), cfg.dims)
+    a[torch.arange(len(irt.a)), irt.groups] = irt.a.float()
+    return train_bobcat(fit.r, fit.train, cfg, seed=fit.config.seed, init=(a, (-irt.a * irt.b).float()),
+                        progress=fit.progress)
+
+
 #: learner model name -> builder (what a tester in `CAT_METHODS` adapts and predicts with)
 TESTER_MODELS: common.Registry[Callable[[_Fit], object]] = common.Registry("tester model")
-for _key, _build in (("irt", _irt), ("irt_sections", _irt_sections), ("meta", _meta)):
+for _key, _build in (("irt", _irt), ("irt_sections", _irt_sections), ("meta", _meta), ("bobcat", _bobcat)):
     TESTER_MODELS.register(_key)(_build)
 
 
@@ -153,7 +177,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
     learners). ``item_params`` (an `ItemParams`) skips the 2PL fit: it must come from ``fit_2pl``
     on the training learners of ``split_learners(n, (0.7, 0.1, 0.2), seed=seed)``, as the notebook
     does. Rows: dataset, method, kind, rule, n_items, auc(_lo/_hi), ability_rmse(_lo/_hi), reference,
-    n_learners. Details: bobcat_reference, timings, n_test_learners (+ traces, splits, models,
+    n_learners. Details: bobcat_reference, timings, n_test_learners, paired (+ traces, splits, models,
     references, responses with ``keep_traces``). The models are tiny: everything runs on the CPU
     (``device`` is accepted for the common contract). Derived in chapter 07, sections 1-4.
     """
@@ -179,7 +203,8 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
             timings[f"fit {key}"] = t()
         rows, keep = _play(fit, models, chosen, _test_learners(fit, models.get("irt") or _irt(fit), split["test"]),
                            timings)
-    details = {"bobcat_reference": BOBCAT_REFERENCE, "timings": timings, "n_test_learners": int(len(split["test"]))}
+    details = {"bobcat_reference": BOBCAT_REFERENCE, "timings": timings, "n_test_learners": int(len(split["test"])),
+               "paired": keep.pop("paired")}
     if config.keep_traces:
         details.update(keep, models=models, item_params=params)
     settings = {**dataclasses.asdict(config), "methods": [m[0] for m in chosen]}
@@ -202,8 +227,27 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
                 df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed)
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
-    return rows, {"traces": traces, "splits": splits, "references": {name: v[1] for name, v in datasets.items()},
+    return rows, {"paired": _paired(traces, datasets, splits, cfg), "traces": traces, "splits": splits,
+                  "references": {name: v[1] for name, v in datasets.items()},
                   "responses": {name: v[0] for name, v in datasets.items()}}
+
+
+def _paired(traces: dict, datasets: dict, splits: dict, cfg: Config) -> list[dict]:
+    """Per dataset and n: AUC of every tester minus the reference tester's, paired learner-bootstrap CI."""
+    out = []
+    for name, (resp, _, _) in datasets.items():
+        ref = next((m for m in PAIRED_REFERENCE if (name, m) in traces), None)
+        hold = splits[name].heldout
+        y, learner = resp[hold].numpy(), torch.nonzero(hold)[:, 0].numpy()
+        for (data, method), tr in traces.items():
+            if data != name or ref is None or method == ref:
+                continue
+            for n in range(cfg.n_steps):
+                d = paired_auc_difference(y, tr.heldout_prob[n][hold].numpy(),
+                                          traces[(name, ref)].heldout_prob[n][hold].numpy(), learner,
+                                          n_boot=cfg.n_boot, seed=cfg.seed + n)
+                out.append({"dataset": name, "method": method, "versus": ref, "n_items": n + 1, **d})
+    return out
 
 
 def cat_table(result: common.Result, value: str = "auc", ns: Sequence[int] = (1, 3, 5, 10, 20)) -> pd.DataFrame:

@@ -1,39 +1,39 @@
 """Chapter 06 study: cold-start recommendation of lecturers on InstEval, baselines vs MeLU-style meta-learning.
 
-Derived in chapter 06 (Personalized learning-resource recommendation). Protocol after MeLU (Lee
-et al., KDD 2019; :func:`course_lib.data.insteval.prepare_tasks`): every student with 13-100
-ratings is a task; 10 random ratings are the query set 𝒟ᵢ^q; the support set 𝒟ᵢˢ is either all
-remaining ratings (K = "all", MeLU's setting) or the first K of them (K = 1, 3, 5, 10; scored on
-the test students with at least 10 non-query ratings, so that every K is scored on the same
-students). The validation students choose every hyperparameter (popularity shrinkage, MF rank and
-penalties, the meta-training iteration kept by early stopping, the test-time inner steps per K).
+Derived in chapter 06. Protocol after MeLU (Lee et al., KDD 2019; :func:`course_lib.data.insteval.prepare_tasks`):
+every student with 13-100 ratings is a task; 10 random ratings are the query set 𝒟ᵢ^q; the support
+set 𝒟ᵢˢ is all remaining ratings (K = "all", MeLU's setting) or the first K of them (K = 1, 3, 5, 10;
+scored on the test students with >= 10 non-query ratings, the same students for every K). The
+validation students choose every hyperparameter (baseline penalties, the early-stopping iteration,
+the test-time inner steps per K).
 
-Methods (the registry :data:`METHODS`): global mean, popularity (shrunk lecturer mean), biased MF
-with fold-in of the new student (ALS), and the MeLU-style model of :mod:`course_lib.models.preference`
-meta-trained with MAML, first-order MAML and Reptile, every one evaluated with α-steps on
-``ADAPT`` from its θ. Per test student on the query set: MAE (mean and 95 % CI over students),
-RMSE (over all query ratings) and nDCG@3; paired per-student MAE differences against MF fold-in.
+Methods (:data:`METHODS`): global mean, popularity (shrunk lecturer mean), biased MF with fold-in (ALS),
+a linear mixed model on the covariates the network sees (:mod:`course_lib.baselines.mixed_model`), and
+the MeLU-style model (:mod:`course_lib.models.preference`) meta-trained with MAML, FOMAML and Reptile,
+evaluated with α-steps on ``ADAPT`` (``ablation=True``: also MeLU-MAML without covariates). Scores:
+MAE per student (mean, 95 % CI), RMSE, R², nDCG@3; paired per-student MAE differences against
+popularity, MF fold-in and the mixed model with bootstrap CIs over students.
 
-Run ``python -m course_lib.experiments.recommendation --json FILE [--set iterations=300]``; the
-notebook calls :func:`run_keeping_models`, the CLI :func:`run`: the same numbers.
-"""
+Run ``python -m course_lib.experiments.recommendation --json FILE [--set iterations=300]``; the notebook
+calls :func:`run_keeping_models`, the CLI :func:`run`: the same numbers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
 import torch
 
 from course_lib.baselines.matrix_factorization import MatrixFactorization
+from course_lib.baselines.mixed_model import CovariateMixedModel
 from course_lib.baselines.popularity import GlobalMean, Popularity
-from course_lib.data.insteval import (CARDINALITY, ColdStartTasks, StudentTasks, predict_students, prepare_tasks,
-                                      query_ratings, task_batch)
+from course_lib.data.insteval import (CARDINALITY, FEATURES, ColdStartTasks, StudentTasks, predict_students,
+                                      prepare_tasks, query_ratings, task_batch)
 from course_lib.device import cpu_threads, get_device
 from course_lib.experiments import common
-from course_lib.metrics import mean_ci
+from course_lib.metrics import mean_ci, paired_differences, r_squared
 from course_lib.models.preference import (META_VARIANTS, MeLUTraining, Validation, choose_steps, meta_train,
                                           predictions, rating_scores)
 
@@ -41,7 +41,10 @@ __all__ = ["Config", "Fitted", "METHODS", "K_SHOTS", "run", "run_keeping_models"
            "validation_batches", "main"]
 
 K_SHOTS: tuple[int, ...] = (1, 3, 5, 10)
-REFERENCE = "MF fold-in"  # the paired MAE differences are against this method
+REFERENCE = "MF fold-in"
+MIXED = "mixed model + covariates"
+ABLATION = "MeLU-MAML, lecturer only"
+REFERENCES = ("popularity", REFERENCE, MIXED)  # the paired MAE differences are against these methods
 Predict = Callable[[StudentTasks, "int | None"], np.ndarray]  # (tasks, k_shot) -> [students, n_query]
 
 
@@ -49,8 +52,9 @@ Predict = Callable[[StudentTasks, "int | None"], np.ndarray]  # (tasks, k_shot) 
 class Config(MeLUTraining):
     """Every setting of the chapter 06 study (defaults: what the chapter reports).
 
-    The MeLU model and meta-training settings are inherited from :class:`MeLUTraining`. The MF
-    grid is the points (``mf_ranks[i]``, ``mf_regs[i]``, ``mf_reg_biases[i]``), chosen on validation.
+    MeLU settings come from :class:`MeLUTraining`. The MF grid is the points (``mf_ranks[i]``, ``mf_regs[i]``,
+    ``mf_reg_biases[i]``), chosen on validation, the mixed model's likewise; ``ablation``: also meta-train
+    MeLU-MAML on the lecturer code alone (what do the covariates add to the meta-learner?).
     """
 
     seed: int = 0
@@ -63,6 +67,11 @@ class Config(MeLUTraining):
     mf_ranks: tuple[int, ...] = (0, 0, 0, 2, 2, 5, 5, 10)
     mf_regs: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 20.0, 10.0, 20.0, 20.0)
     mf_reg_biases: tuple[float, ...] = (3.0, 5.0, 10.0, 5.0, 5.0, 5.0, 5.0, 5.0)
+    mixed_reg_students: tuple[float, ...] = (5.0, 5.0, 10.0, 5.0)
+    mixed_reg_lecturers: tuple[float, ...] = (5.0, 5.0, 5.0, 10.0)
+    mixed_reg_covariates: tuple[float, ...] = (10.0, 50.0, 10.0, 10.0)
+    ablation: bool = False
+    n_boot: int = 1000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,10 +82,13 @@ class Config(MeLUTraining):
             raise ValueError(f"unknown meta-learning variants {sorted(unknown)}; choose from {META_VARIANTS}")
         if not self.test_steps or min(self.test_steps) < 0:
             raise ValueError(f"test_steps must be non-empty, non-negative step counts, got {self.test_steps}")
-        if not self.shrinkages or not len(self.mf_ranks) == len(self.mf_regs) == len(self.mf_reg_biases) > 0:
-            raise ValueError("shrinkages must be non-empty, and mf_ranks, mf_regs, mf_reg_biases non-empty and of "
-                             f"equal length (one MF grid point each), got {len(self.mf_ranks)}, {len(self.mf_regs)}, "
-                             f"{len(self.mf_reg_biases)}")
+        grids = {"mf_ranks, mf_regs, mf_reg_biases": (self.mf_ranks, self.mf_regs, self.mf_reg_biases),
+                 "mixed_reg_students, _lecturers, _covariates": (self.mixed_reg_students, self.mixed_reg_lecturers,
+                                                                  self.mixed_reg_covariates)}
+        for names, grid in grids.items():
+            if not self.shrinkages or len({len(g) for g in grid}) != 1 or not grid[0]:
+                raise ValueError(f"shrinkages must be non-empty, and {names} non-empty and of equal length (one "
+                                 f"grid point each), got lengths {[len(g) for g in grid]}")
 
     def settings(self) -> list[int | None]:
         """The K settings scored: the sweep, then None for "all"."""
@@ -84,7 +96,8 @@ class Config(MeLUTraining):
 
     def methods(self) -> tuple[str, ...]:
         """The registered methods this config runs, in table order."""
-        return ("global mean", "popularity", REFERENCE, *(f"MeLU-{v}" for v in self.variants))
+        return ("global mean", "popularity", REFERENCE, MIXED, *(f"MeLU-{v}" for v in self.variants),
+                *((ABLATION,) if self.ablation else ()))
 
 
 def _key(k_shot: int | None) -> str:
@@ -95,8 +108,8 @@ def _key(k_shot: int | None) -> str:
 class Fitted:
     """A method fitted on the training students: ``predict(tasks, k_shot) -> [students, n_query]``.
 
-    ``kind``: "baseline" or "meta"; ``info``: what validation chose (JSON-able); ``model``: the fitted
-    model; ``also``: extra rows from the same fit (e.g. MeLU-MAML before adaptation).
+    ``kind``: "baseline" or "meta"; ``info``: what validation chose (JSON-able); ``model``: the fitted model;
+    ``also``: extra rows from the same fit (e.g. MeLU-MAML before adaptation).
     """
 
     predict: Predict
@@ -155,16 +168,23 @@ def _mf_fold_in(data: ColdStartTasks, cfg: Config, device: torch.device, progres
                   for rank, reg, reg_bias in grid], data, cfg)
 
 
+@METHODS.register(MIXED)
+def _mixed_model(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
+    x, (s, _, r) = data.train[list(FEATURES)].to_numpy(np.int64), data.train_triplets()
+    grid = zip(cfg.mixed_reg_students, cfg.mixed_reg_lecturers, cfg.mixed_reg_covariates)
+    fitted = _best([({"reg_student": lu, "reg_lecturer": lb, "reg_covariate": lc},
+                     CovariateMixedModel(lu, lb, lc).fit(x, r, s)) for lu, lb, lc in grid], data, cfg)
+    fitted.info["variance_shares"] = fitted.model.variance_shares  # share of Var(rating) per fitted component
+    return fitted
+
+
 # ------------------------------------------------------------------------------------ meta-learning
 
 def validation_batches(data: ColdStartTasks, cfg: Config, device: torch.device) -> Validation:
     """The validation tasks of every K setting as padded batches with their true query ratings."""
-    out = {}
-    for k_shot in cfg.settings():
-        tasks = data.tasks("validation", k_shot)
-        out[_key(k_shot)] = (task_batch(data.ratings, tasks, k_shot, device=device),
-                             query_ratings(data.ratings, tasks))
-    return out
+    tasks = {_key(k_shot): (k_shot, data.tasks("validation", k_shot)) for k_shot in cfg.settings()}
+    return {key: (task_batch(data.ratings, t, k_shot, device=device), query_ratings(data.ratings, t))
+            for key, (k_shot, t) in tasks.items()}
 
 
 def _melu(variant: str, data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool) -> Fitted:
@@ -177,8 +197,8 @@ def _melu(variant: str, data: ColdStartTasks, cfg: Config, device: torch.device,
     def predict(tasks: StudentTasks, k_shot: int | None, steps_for: dict[str, int] = steps) -> np.ndarray:
         return predictions(learner, task_batch(data.ratings, tasks, k_shot, device=device), steps_for[_key(k_shot)])
 
-    also = {}
-    if variant == "MAML":  # θ itself: what meta-learning gives a new student before any adaptation
+    also = {}  # θ itself: what meta-learning gives a new student before any adaptation
+    if variant == "MAML" and cfg.features == FEATURES:
         also["MeLU-MAML, not adapted"] = partial(predict, steps_for=dict.fromkeys(steps, 0))
     info = {"history": history, "steps": steps, "validation_mae_by_steps": grid}
     return Fitted(predict, "meta", learner, info, also)
@@ -186,6 +206,10 @@ def _melu(variant: str, data: ColdStartTasks, cfg: Config, device: torch.device,
 
 for _variant in META_VARIANTS:
     METHODS.register(f"MeLU-{_variant}")(partial(_melu, _variant))
+
+
+METHODS.register(ABLATION)(lambda data, cfg, device, progress:  # MeLU-MAML without the covariates
+                           _melu("MAML", data, replace(cfg, features=("lecturer",)), device, progress))
 
 
 # ------------------------------------------------------------------------------------ the study
@@ -202,17 +226,21 @@ def fit_methods(data: ColdStartTasks, cfg: Config, device: torch.device, progres
     return fitted
 
 
-def _row(method: str, kind: str, k_shot: int | None, scores: dict[str, np.ndarray]) -> dict:
+def _row(method: str, kind: str, k_shot: int | None, y: np.ndarray, pred: np.ndarray) -> tuple[dict, np.ndarray]:
+    """One table row and the per-student MAE ``[students]`` (for the paired differences)."""
+    scores = rating_scores(y, pred)
     m, lo, hi = mean_ci(scores["mae"])
     return {"method": method, "kind": kind, "k_shot": "all" if k_shot is None else int(k_shot), "mae": m,
             "mae_lo": lo, "mae_hi": hi, "rmse": float(np.sqrt(scores["mse"].mean())),
-            "ndcg3": float(scores["ndcg3"].mean()), "n_students": int(len(scores["mae"]))}
+            "r2": r_squared(y, np.clip(pred, 1.0, 5.0)),
+            "ndcg3": float(scores["ndcg3"].mean()), "n_students": int(len(scores["mae"]))}, scores["mae"]
 
 
 def score(data: ColdStartTasks, fitted: dict[str, Fitted], cfg: Config) -> tuple[list[dict], list[dict]]:
     """Score every fitted method on the test students for every K: ``(rows, paired)``.
 
-    ``paired``: per-student MAE difference of each method minus MF fold-in, mean and 95 % CI.
+    ``paired``: per-student MAE difference of each method minus each of :data:`REFERENCES`, mean and
+    95 % percentile bootstrap CI over test students (the same resamples for every pair).
     """
     rows, paired = [], []
     for k_shot in cfg.settings():
@@ -220,13 +248,10 @@ def score(data: ColdStartTasks, fitted: dict[str, Fitted], cfg: Config) -> tuple
         y = query_ratings(data.ratings, tasks)
         predictors = [(name, f.kind, f.predict) for name, f in fitted.items()]
         predictors += [(name, f.kind, p) for f in fitted.values() for name, p in f.also.items()]
-        scores = {name: (kind, rating_scores(y, predict(tasks, k_shot))) for name, kind, predict in predictors}
-        for name, (kind, sc) in scores.items():
-            rows.append(_row(name, kind, k_shot, sc))
-            if name != REFERENCE and REFERENCE in scores:
-                d, lo, hi = mean_ci(sc["mae"] - scores[REFERENCE][1]["mae"])
-                paired.append({"method": name, "versus": REFERENCE, "k_shot": rows[-1]["k_shot"],
-                               "mae_diff": d, "lo": lo, "hi": hi})
+        scored = {name: _row(name, kind, k_shot, y, predict(tasks, k_shot)) for name, kind, predict in predictors}
+        rows += [row for row, _ in scored.values()]
+        paired += [{"k_shot": rows[-1]["k_shot"], "mae_diff": d.pop("diff"), **d} for d in paired_differences(
+            {name: mae for name, (_, mae) in scored.items()}, REFERENCES, cfg.n_boot, seed=cfg.seed)]
     return rows, paired
 
 

@@ -126,7 +126,7 @@ def make_meta_learner(method: str, model: nn.Module, config: MetaIRTConfig):
 def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int | tuple[int, int],
                    config: MetaIRTConfig = MetaIRTConfig(), *, iterations: int | None = None, seed: int = 0,
                    fit_seed: int | None = None, init=None, progress: bool = True,
-                   device: torch.device | str = "cpu"):
+                   device: torch.device | str = "cpu", learner_weights: Tensor | None = None):
     """Meta-train `MetaIRT` with ``method`` on the ``learners`` (rows of ``responses [learners, items]``).
 
     Each meta-batch draws ``config.meta_batch`` learners (with replacement) and K support answers
@@ -134,7 +134,10 @@ def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int
     (only learners with more than k_max answers are drawn). ``init`` (a learner from another K)
     warm-starts θ and, for Meta-SGD, the learned α. ``seed`` seeds the model's initial item
     loadings, ``fit_seed`` (default ``seed``) the stream of meta-batches. Returns the trained
-    meta-learner (its ``model`` is the `MetaIRT`). Derived in chapter 05, section 4 and chapter 07, section 3.
+    meta-learner (its ``model`` is the `MetaIRT`). ``learner_weights [len(learners)]`` (non-negative)
+    draws the meta-batch learners in proportion to them instead of uniformly, e.g.
+    `course_lib.fairness.balanced_weights` for group-balanced task sampling (chapter 09, section 3.3).
+    Derived in chapter 05, section 4 and chapter 07, section 3.
     """
     k_min, k_max = (k_shot, k_shot) if isinstance(k_shot, int) else (int(k_shot[0]), int(k_shot[1]))
     if not 1 <= k_min <= k_max:
@@ -147,11 +150,15 @@ def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int
     if getattr(learner, "alphas", None) and getattr(init, "alphas", None):
         for name, a in learner.alphas.items():
             a.data.copy_(init.alphas[name].detach())
-    usable = learners[(~torch.isnan(responses[learners])).sum(1) > k_max]
+    enough = (~torch.isnan(responses[learners])).sum(1) > k_max
+    usable = learners[enough]
+    weights = None if learner_weights is None else _check_weights(learner_weights, len(learners))[enough]
 
     def sample(g: torch.Generator) -> TaskBatch:
         k_drawn = k_min if k_min == k_max else int(torch.randint(k_min, k_max + 1, (1,), generator=g))
-        ix = usable[torch.randint(len(usable), (config.meta_batch,), generator=g)]
+        draw = (torch.randint(len(usable), (config.meta_batch,), generator=g) if weights is None
+                else torch.multinomial(weights, config.meta_batch, replacement=True, generator=g))
+        ix = usable[draw]
         return learner_tasks(responses, k_drawn, ix, generator=g, max_query=config.max_query).to(device)
 
     iterations = config.iterations if iterations is None else iterations
@@ -161,13 +168,22 @@ def train_meta_irt(method: str, responses: Tensor, learners: Tensor, k_shot: int
     return learner
 
 
+def _check_weights(learner_weights: Tensor, n_learners: int) -> Tensor:
+    w = torch.as_tensor(learner_weights, dtype=torch.float32).flatten()
+    if w.shape != (n_learners,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"learner_weights must be {n_learners} finite non-negative numbers (one per learner in "
+                         f"`learners`) with a positive sum; got shape {tuple(w.shape)}")
+    return w
+
+
 def train_per_k_shot(method: str, responses: Tensor, learners: Tensor, k_shots: Sequence[int],
                      config: MetaIRTConfig = MetaIRTConfig(), *, seed: int = 0, progress: bool = True,
-                     device: torch.device | str = "cpu") -> dict[int, object]:
+                     device: torch.device | str = "cpu", learner_weights: Tensor | None = None) -> dict[int, object]:
     """One meta-learner per K (the MAML protocol), each warm-started from the previous K's.
 
     The smallest K trains for ``config.iterations``, every later one for ``config.warm_iterations``;
-    the meta-batches of K are seeded by ``seed + 1000 K``. Returns ``{K: meta-learner}``.
+    the meta-batches of K are seeded by ``seed + 1000 K``; ``learner_weights`` as in `train_meta_irt`.
+    Returns ``{K: meta-learner}``.
     Derived in chapter 05, section 4.
     """
     out: dict[int, object] = {}
@@ -176,7 +192,7 @@ def train_per_k_shot(method: str, responses: Tensor, learners: Tensor, k_shots: 
         iterations = config.iterations if i == 0 else config.warm_iterations
         prev = out[k_shot] = train_meta_irt(method, responses, learners, k_shot, config, iterations=iterations,
                                             seed=seed, fit_seed=seed + 1000 * k_shot, init=prev, progress=progress,
-                                            device=device)
+                                            device=device, learner_weights=learner_weights)
     return out
 
 

@@ -54,18 +54,25 @@ class MeLU(nn.Module):
     dept, service, lectage, studage); output ``[...]`` predicted ratings. ``mu`` initialises the
     global offset (e.g. the mean training rating); ``lecturer_offsets [n_lecturers]`` optionally
     initialises bⱼ (e.g. the popularity baseline's shrunk means), otherwise they start at 0.
+    ``features``: the codes the decision layers see (default all five: the lecturer, the item-side
+    covariates dept, service, lectage and the learner-side studage); ``("lecturer",)`` is the
+    covariate-free ablation of chapter 06, section 11. ``x`` always carries all five columns.
     """
 
     def __init__(self, embed_dim: int = 8, hidden: int = 32, n_layers: int = 2, mu: float = 3.2,
                  lecturer_offsets: Tensor | np.ndarray | None = None,
-                 cardinality: dict[str, int] | None = None) -> None:
+                 cardinality: dict[str, int] | None = None, features: tuple[str, ...] = FEATURES) -> None:
         super().__init__()
         card = dict(CARDINALITY if cardinality is None else cardinality)
         if set(card) != set(FEATURES):
             raise ValueError(f"cardinality needs the keys {FEATURES}, got {sorted(card)}")
         if embed_dim < 1 or hidden < 1 or n_layers < 1:
             raise ValueError(f"need embed_dim, hidden, n_layers >= 1; got {embed_dim}, {hidden}, {n_layers}")
-        self.embed = nn.ModuleDict({name: nn.Embedding(card[name], embed_dim) for name in FEATURES})
+        features = tuple(features)
+        if not features or len(set(features)) != len(features) or not set(features) <= set(FEATURES):
+            raise ValueError(f"features must be distinct names from {FEATURES}, got {features}")
+        self.features = tuple(f for f in FEATURES if f in features)
+        self.embed = nn.ModuleDict({name: nn.Embedding(card[name], embed_dim) for name in self.features})
         for e in self.embed.values():
             nn.init.normal_(e.weight, std=0.1)
         self.lecturer_bias = nn.Embedding(card["lecturer"], 1)
@@ -79,7 +86,7 @@ class MeLU(nn.Module):
         self.mu = nn.Parameter(torch.tensor(float(mu)))
         self.student_bias = nn.Parameter(torch.zeros(()))
         layers: list[nn.Module] = []
-        width = embed_dim * len(FEATURES)
+        width = embed_dim * len(self.features)
         for _ in range(n_layers):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -90,7 +97,7 @@ class MeLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Predicted ratings ``[...]`` for feature codes ``x [..., 5]``."""
-        z = torch.cat([self.embed[name](x[..., i]) for i, name in enumerate(FEATURES)], dim=-1)
+        z = torch.cat([self.embed[name](x[..., FEATURES.index(name)]) for name in self.features], dim=-1)
         return (self.mu + self.student_bias + self.lecturer_bias(x[..., 0]).squeeze(-1)
                 + self.decision(z).squeeze(-1))
 
@@ -151,9 +158,11 @@ class MeLUTraining:
     ``alpha``/``steps``: inner step size and steps of MAML and FOMAML (and of every variant's
     evaluation); ``beta``: outer Adam step; ``train_k_shot``: the support size of meta-training
     tasks ("random": K drawn per student, so one θ serves every K); ``reptile_*``: Reptile's own
-    inner loop and outer step; ``validate_every``: iterations between early-stopping checks.
+    inner loop and outer step; ``validate_every``: iterations between early-stopping checks;
+    ``features``: the codes the model embeds (see :class:`MeLU`).
     """
 
+    features: tuple[str, ...] = FEATURES
     embed_dim: int = 8
     hidden: int = 32
     n_layers: int = 2
@@ -177,6 +186,8 @@ class MeLUTraining:
             raise ValueError("iterations, meta_batch and validate_every must be >= 1")
         if self.steps < 1 or self.reptile_steps < 1:
             raise ValueError(f"steps and reptile_steps must be >= 1, got {self.steps} and {self.reptile_steps}")
+        if not self.features or not set(self.features) <= set(FEATURES):
+            raise ValueError(f"features must be names from {FEATURES}, got {self.features}")
         if self.reptile_outer not in ("adam", "sgd"):
             raise ValueError(f"reptile_outer must be 'adam' or 'sgd', got {self.reptile_outer!r}")
 
@@ -190,7 +201,8 @@ def make_melu(train: pd.DataFrame, recipe: MeLUTraining = MeLUTraining(),
     pop = Popularity(5.0).fit(train["student"].to_numpy(), train["lecturer"].to_numpy(), train["rating"].to_numpy(),
                               n_lecturers=CARDINALITY["lecturer"])
     return MeLU(recipe.embed_dim, recipe.hidden, recipe.n_layers, mu=pop.mu,
-                lecturer_offsets=pop.item_bias if recipe.init_from_popularity else None).to(device)
+                lecturer_offsets=pop.item_bias if recipe.init_from_popularity else None,
+                features=recipe.features).to(device)
 
 
 def predictions(learner: MAML, batch: TaskBatch, steps: int) -> np.ndarray:
