@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-TIME = re.compile(r"\*\*Time[.:]?\*\*[.:]?\s*(?:about\s+)?(\d+(?:\s*[–-]\s*\d+)?)\s*minutes", re.IGNORECASE)
+TIME = re.compile(r"\*\*Time[.:]?\*\*[.:]?\s*(?:about\s+)?(\d+(?:\s*[–-]\s*\d+)?)\s*(minutes|hours?)", re.IGNORECASE)
 
 
 def readme_times() -> dict[str, str]:
@@ -26,6 +26,8 @@ def test_readme_reading_time_is_the_notebooks_estimate(path):
     found = TIME.search(first) or TIME.search("\n".join(c.source for c in nbformat.read(path, 4).cells[:3]))
     assert found, f"{path.name}: the opening cell states no '**Time:** about N minutes' estimate"
     estimate = re.sub(r"\s*[–-]\s*", "–", found.group(1))
+    if found.group(2).lower().startswith("hour"):          # "about 2 hours" is quoted as 120 min
+        estimate = "–".join(str(60 * int(v)) for v in estimate.split("–"))
     quoted = readme_times().get(path.stem[:2])
     assert quoted == estimate, (f"README says {quoted} min for {path.name}, the notebook says {estimate} minutes: "
                                 "update the README's chapter table")
