@@ -116,8 +116,17 @@ def test_support_query_check_fails_typical_mistakes():
 BCE = get_loss("bce")
 
 
+def bce(model, params, x, y):
+    return F.binary_cross_entropy_with_logits(functional_call(model, params, (x,)), y)
+
+
+def adapted(model, theta, x, y, alpha, create_graph=True):
+    grads = torch.autograd.grad(bce(model, theta, x, y), list(theta.values()), create_graph=create_graph)
+    return {k: v - alpha * g for (k, v), g in zip(theta.items(), grads)}
+
+
 def right_maml(model, theta, x_s, y_s, x_q, y_q, alpha):
-    return task_loss(model, inner_adapt(model, theta, x_s, y_s, None, loss_fn=BCE, alpha=alpha, steps=1), BCE, x_q, y_q)
+    return bce(model, adapted(model, theta, x_s, y_s, alpha), x_q, y_q)
 
 
 def test_maml_objective_check():
@@ -128,7 +137,7 @@ def test_maml_objective_check():
 
 def test_maml_objective_check_fails_typical_mistakes():
     def pretraining(model, theta, x_s, y_s, x_q, y_q, alpha):
-        return task_loss(model, theta, BCE, x_q, y_q)
+        return bce(model, theta, x_q, y_q)
 
     def on_query(model, theta, x_s, y_s, x_q, y_q, alpha):
         return right_maml(model, theta, x_q, y_q, x_q, y_q, alpha)
@@ -137,8 +146,7 @@ def test_maml_objective_check_fails_typical_mistakes():
         return right_maml(model, theta, x_s, y_s, x_s, y_s, alpha)
 
     def first_order(model, theta, x_s, y_s, x_q, y_q, alpha):
-        phi = inner_adapt(model, theta, x_s, y_s, None, loss_fn=BCE, alpha=alpha, steps=1, first_order=True)
-        return task_loss(model, phi, BCE, x_q, y_q)
+        return bce(model, adapted(model, theta, x_s, y_s, alpha, create_graph=False), x_q, y_q)
 
     def detached(model, theta, x_s, y_s, x_q, y_q, alpha):
         return right_maml(model, theta, x_s, y_s, x_q, y_q, alpha).detach()
@@ -147,7 +155,7 @@ def test_maml_objective_check_fails_typical_mistakes():
              "first-order": first_order, "no gradient": detached,
              "scalar torch.Tensor": lambda *a: right_maml(*a).detach().item(),
              "went uphill": lambda m, t, xs, ys, xq, yq, a: right_maml(m, t, xs, ys, xq, yq, -a),
-             "maml_loss gives": lambda *a: right_maml(*a) * 2}
+             "the reference gives": lambda *a: right_maml(*a) * 2}
     for match, fn in cases.items():
         with pytest.raises(ExerciseError, match=match):
             ch01.check_maml_objective(fn)
@@ -198,3 +206,37 @@ def test_fine_tune_check_fails_typical_mistakes():
     for match, fn in cases.items():
         with pytest.raises(ExerciseError, match=match):
             ch01.check_fine_tune(fn)
+
+
+# ------------------------------------------------------------------------------------ calling the answer
+
+def test_answers_that_call_the_library_are_rejected():
+    from course_lib.baselines import fine_tuning
+
+    def library_maml(model, theta, x_s, y_s, x_q, y_q, alpha):
+        phi = inner_adapt(model, theta, x_s, y_s, None, loss_fn=BCE, alpha=alpha, steps=1)
+        return task_loss(model, phi, BCE, x_q, y_q)
+
+    def library_fine_tune(model, theta_pre, x_s, y_s, alpha, steps):
+        return inner_adapt(model, theta_pre, x_s, y_s, None, loss_fn=BCE, alpha=alpha, steps=steps, adapt=["head."])
+
+    def adapt_path_fine_tune(model, theta_pre, x_s, y_s, alpha, steps):
+        return fine_tuning.adapt_path(model, theta_pre, x_s, y_s, alpha, steps)
+
+    for check, fn in ((ch01.check_maml_objective, library_maml),
+                      (ch01.check_fine_tune, library_fine_tune),
+                      (ch01.check_fine_tune, adapt_path_fine_tune)):
+        with pytest.raises(ExerciseError, match="your answer calls"):
+            check(fn)
+
+
+def test_maml_objective_check_draws_fresh_tasks():
+    seen = []
+
+    def recording(model, theta, x_s, y_s, x_q, y_q, alpha):
+        seen.append(model.features.clone())
+        return right_maml(model, theta, x_s, y_s, x_q, y_q, alpha)
+
+    ch01.check_maml_objective(recording)
+    ch01.check_maml_objective(recording)
+    assert not torch.equal(seen[0], seen[-1])

@@ -177,3 +177,50 @@ def test_fomaml_mistakes():
     _fails(c, summed, "too large")
     _fails(c, at_theta, "no adaptation")
     _fails(c, lambda m, th, b, a: {k: torch.zeros_like(v) for k, v in th.items()}, "differs")
+
+
+# ----------------------------------------------------------------------------- calling the answer
+def adapt(model, theta, x, y, alpha, steps=1):
+    """Stands in for chapter 03's own `adapt` of section 2 (a global of the notebook)."""
+    return inner_update(model, theta, x, y, alpha)
+
+
+def test_answers_that_call_the_library_are_rejected():
+    from course_lib import algorithms
+    from course_lib.algorithms import MAML, inner_adapt, maml_loss
+
+    _fails(ch03.check_inner_update,
+           lambda m, th, x, y, a: inner_adapt(m, th, x, y, None, loss_fn="mse", alpha=a, steps=1), "inner_adapt")
+    _fails(ch03.check_inner_update, lambda m, th, x, y, a: adapt(m, th, x, y, a), "`adapt`")
+    _fails(ch03.check_meta_loss, lambda m, th, b, a: algorithms.maml_loss(m, th, b, alpha=a), "maml_loss")
+    _fails(ch03.check_meta_loss, lambda m, th, b, a: maml_loss(m, th, b, alpha=a), "maml_loss")
+
+    def via_maml(m, th, b, a):
+        learner = MAML(m, "mse", alpha=a, first_order=True)
+        learner.meta_loss(b).backward()
+        return {k: p.grad for k, p in learner.theta.items()}
+
+    _fails(ch03.check_fomaml_gradient, via_maml, "MAML")
+    _fails(ch03.check_quadratic_meta_gradient, lambda *case: ch03.quadratic_meta_gradient(*case),
+           "quadratic_meta_gradient")
+
+
+def test_hiding_the_call_in_a_helper_does_not_help():
+    from course_lib.algorithms import inner_adapt
+
+    def helper(m, th, x, y, a):
+        return inner_adapt(m, th, x, y, None, loss_fn="mse", alpha=a, steps=1)
+
+    _fails(ch03.check_inner_update, lambda m, th, x, y, a: helper(m, th, x, y, a), "inner_adapt")
+
+
+def test_checks_draw_fresh_inputs_at_every_call():
+    seen = []
+
+    def recording(m, th, x, y, a):
+        seen.append(x.clone())
+        return inner_update(m, th, x, y, a)
+
+    ch03.check_inner_update(recording)
+    ch03.check_inner_update(recording)
+    assert not torch.equal(seen[0], seen[-1])

@@ -106,3 +106,28 @@ def test_reptile_k1_check():
     for match, fn in wrong.items():
         with pytest.raises(ExerciseError, match=match):
             ch04.check_reptile_k1(fn)
+
+
+# ----------------------------------------------------------------------------- calling the answer
+def test_answers_that_call_the_library_are_rejected():
+    from course_lib.algorithms import reptile_direction, taylor
+    from course_lib.tasks import TaskBatch
+
+    def library_k1(model, theta, x, y, alpha):
+        batch = TaskBatch(x[None], y[None], x[None], y[None])
+        return reptile_direction(model, theta, batch, loss_fn="mse", alpha=alpha, steps=1)
+
+    cases = [(ch04.check_coefficients, lambda algorithm, steps: taylor.coefficients(algorithm, steps)),
+             (ch04.check_largest_avg_grad, lambda k: {"largest_avg_grad": max(
+                 taylor.ALGORITHMS, key=lambda a: taylor.coefficients(a, k)[0]), "a": k, "largest_inner_weight": "maml"}),
+             (ch04.check_reptile_k1, library_k1),
+             (ch04.check_reptile_step, lambda *args: ch04.quadratic_reptile_step(*args))]
+    for check, answer in cases:
+        with pytest.raises(ExerciseError, match="your answer calls"):
+            check(answer)
+
+
+def test_largest_avg_grad_accepts_a_function_of_k():
+    assert ch04.check_largest_avg_grad(lambda k: {"largest_avg_grad": "reptile", "a": k, "largest_inner_weight": "maml"})
+    with pytest.raises(ExerciseError, match="Reptile's a for k"):
+        ch04.check_largest_avg_grad(lambda k: {"largest_avg_grad": "reptile", "a": 5, "largest_inner_weight": "maml"})

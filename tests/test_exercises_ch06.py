@@ -92,3 +92,14 @@ def test_posterior_interest_right_answer_agrees_with_bayes_scores_and_mistakes_f
                            np.zeros((1, 1)), np.zeros(1), np.array([[0, 1, 2]]), np.array([[1.0, 0.4, 1.3]]))
     got = bayes_scores(sim, sim.items, sim.ratings, np.array([3]))[0, 0]
     assert got == pytest.approx(right(0.2, 0.5, np.array([1.0, 0.4, 1.3]), 0.25), abs=1e-4)
+
+
+def test_fold_in_that_calls_the_library_is_rejected():
+    from course_lib.baselines.matrix_factorization import MatrixFactorization
+
+    def via_library(residuals, reg_bias):
+        mf = MatrixFactorization(rank=0, reg_bias=reg_bias)
+        return mf.fold_in([0] * len(residuals), residuals)
+
+    with pytest.raises(ExerciseError, match="your answer calls"):
+        ch06.check_fold_in(via_library)

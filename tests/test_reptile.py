@@ -69,3 +69,20 @@ def test_step_sizes_are_validated_at_the_boundary():
     for kwargs in ({"alpha": 0.0}, {"alpha": -0.1}, {"beta": 0.0}, {"alpha": float("nan")}, {"steps": 1.5}):
         with pytest.raises(ValueError, match="alpha|beta|steps"):
             Reptile(nn.Linear(1, 1), **kwargs)
+
+
+def test_fit_anneals_the_outer_step_linearly_to_zero():
+    """Nichol et al.'s schedule: β·(1 − t/iterations) at update t; without anneal β stays constant."""
+    for anneal, expected in ((True, [0.1, 0.075, 0.05, 0.025]), (False, [0.1] * 4)):
+        torch.manual_seed(0)
+        learner = Reptile(nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)), "mse", alpha=0.01, steps=2,
+                          beta=0.1)
+        seen, original = [], learner.step
+
+        def spy(batch, optimizer, compile=False, original=original, seen=seen):
+            seen.append(optimizer.param_groups[0]["lr"])
+            return original(batch, optimizer, compile)
+
+        learner.step = spy
+        learner.fit(lambda g: sample_sinusoid_tasks(3, 5, 5, generator=g)[0], 4, anneal=anneal, progress=False)
+        assert seen == pytest.approx(expected)

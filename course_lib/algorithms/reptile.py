@@ -126,12 +126,26 @@ class Reptile(Adapter):
 
     def fit(self, sample: Callable[[torch.Generator], TaskBatch], iterations: int,
             beta: float | None = None, seed: int = 0, compile: bool = False, progress: bool = True,
-            log_every: int = 100, optimizer: torch.optim.Optimizer | None = None) -> dict[str, list]:
+            log_every: int = 100, optimizer: torch.optim.Optimizer | None = None,
+            anneal: bool = False) -> dict[str, list]:
         """Meta-train for ``iterations`` outer steps (SGD with lr β unless an optimiser is given).
 
-        Returns the history ``{"iteration", "loss"}`` (the query loss of θ before each update).
+        ``anneal=True`` decays the outer step linearly from β to 0 over the run, as Nichol et al.
+        (2018) do in all their experiments (their ``meta_step_final = 0``): the step at iteration t
+        (counted from 0) is β·(1 − t/iterations). Returns the history ``{"iteration", "loss"}``
+        (the query loss of θ before each update). Derived in chapter 04, section 4.
         """
         lr = self.beta if beta is None else check_alpha(beta, "beta (the outer step size)")
         opt = optimizer or torch.optim.SGD(self.parameters(), lr=lr)
-        return fit_loop(lambda b: self.step(b, opt, compile), sample, iterations, seed, progress,
-                        desc="Reptile", log_every=log_every)
+        if not anneal:
+            return fit_loop(lambda b: self.step(b, opt, compile), sample, iterations, seed, progress,
+                            desc="Reptile", log_every=log_every)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - t / iterations)
+
+        def annealed_step(batch: TaskBatch) -> Tensor:
+            loss = self.step(batch, opt, compile)
+            schedule.step()
+            return loss
+
+        return fit_loop(annealed_step, sample, iterations, seed, progress, desc="Reptile (annealed β)",
+                        log_every=log_every)

@@ -1,4 +1,5 @@
-"""The Taylor analysis of MAML, first-order MAML and Reptile (Nichol, Achiam & Schulman 2018, §5).
+"""The Taylor analysis of MAML, first-order MAML and Reptile (Nichol, Achiam & Schulman 2018,
+analysis section, "Leading Order Expansion of the Update").
 
 Derived in chapter 04, section 2. Each task τ comes as ``m`` minibatches; an algorithm with
 ``steps`` (the paper's k) consumes that many of them, drawn without replacement in a random order
@@ -54,8 +55,8 @@ def coefficients(algorithm: str, steps: int) -> tuple[int, int]:
     """(a, b) of E[g] = a·AvgGrad − b·α·AvgGradInner + O(α²) for ``algorithm`` with ``steps``.
 
     MAML (1, 2(steps−1)), FOMAML (1, steps−1), Reptile (steps, steps(steps−1)/2); ``steps`` (the
-    paper's k) counts minibatches as in the
-    module docstring. Derived in chapter 04, section 2 (Nichol et al. 2018, §5.1).
+    paper's k) counts minibatches as in the module docstring. Derived in chapter 04, section 2
+    (Nichol et al. 2018, "Leading Order Expansion of the Update").
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; use one of {ALGORITHMS}")

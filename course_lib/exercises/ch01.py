@@ -2,20 +2,33 @@
 
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None``, and raises ``ExerciseError`` with a
-hint for a wrong answer.
+hint for a wrong answer. Exercises 3 and 4 are checked on a freshly drawn model and tasks at every
+call against private references written here with ``torch.autograd``; an answer that calls the
+implementation it is asked to write (``course_lib``'s inner loop, MAML loss or fine-tuning) is
+rejected by `course_lib.exercises.guard.forbid_calls`.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.algorithms import inner_adapt, maml_loss
-from course_lib.algorithms.functional import get_loss, task_loss
+from course_lib import algorithms
+from course_lib.algorithms import functional as _functional
+from course_lib.baselines import fine_tuning as _fine_tuning
 from course_lib.exercises import call as _call, fail, passed, todo as _todo
-from course_lib.tasks import TaskBatch
+from course_lib.exercises.guard import forbid_calls
+
+#: What exercises 3 and 4 ask the reader to write, so an answer may not call it.
+_LIBRARY = {"course_lib.algorithms.inner_adapt": algorithms.inner_adapt,
+            "course_lib.algorithms.maml_loss": algorithms.maml_loss,
+            "course_lib.algorithms.MAML": algorithms.MAML,
+            "course_lib.algorithms.functional.task_loss": _functional.task_loss,
+            "course_lib.baselines.fine_tuning": _fine_tuning}
 
 __all__ = ["check_split_by_learner", "check_support_query", "check_maml_objective", "check_fine_tune"]
 
@@ -166,6 +179,33 @@ class _TinyModel(nn.Module):
         return self.head(inputs).squeeze(-1) + self.offset(items).squeeze(-1)
 
 
+def _fresh_seed() -> int:
+    """A new seed at every call: the check runs on inputs nobody has seen before."""
+    return random.SystemRandom().randrange(1, 2**31)
+
+
+def _bce(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """Reference loss: mean binary cross-entropy on the logits of ``model`` with ``params``."""
+    return F.binary_cross_entropy_with_logits(torch.func.functional_call(model, params, (x,)), y)
+
+
+def _ref_adapt(model: nn.Module, theta: dict[str, Tensor], x: Tensor, y: Tensor, alpha: float, steps: int = 1,
+               only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+    """Reference inner loop with torch.autograd: ``steps`` SGD steps on the mean BCE, differentiable in θ.
+
+    ``only``: the parameter names that adapt (all when None).
+    """
+    graph = any(v.requires_grad for v in theta.values())
+    phi = dict(theta) if graph else {k: v.detach().clone() for k, v in theta.items()}
+    names = [k for k in phi if only is None or k in only]
+    for _ in range(steps):
+        if not graph:
+            phi = {k: (v.detach().requires_grad_(True) if k in names else v) for k, v in phi.items()}
+        grads = torch.autograd.grad(_bce(model, phi, x, y), [phi[k] for k in names], create_graph=graph)
+        phi = {**phi, **{k: phi[k] - alpha * g for k, g in zip(names, grads)}}
+    return phi if graph else {k: v.detach() for k, v in phi.items()}
+
+
 def _tiny_tasks(seed: int = 0) -> tuple[_TinyModel, dict[str, Tensor], list[tuple[Tensor, ...]]]:
     model = _TinyModel(seed=seed)
     theta = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
@@ -183,12 +223,12 @@ def check_maml_objective(fn: Callable | None) -> bool:
 
     The loss is binary cross-entropy on logits; one inner gradient step of size α on the support
     set, every parameter adapted, second order (the meta-gradient flows through the inner step).
-    Checked against ``course_lib.algorithms.maml_loss``, value and gradient with respect to θ.
+    Checked against a private reference on a fresh random model, value and gradient with respect to θ.
     """
     if fn is None:
         return _todo("define maml_task_loss(model, theta, x_s, y_s, x_q, y_q, alpha)")
-    bce = get_loss("bce")
-    model, theta, tasks = _tiny_tasks()
+    forbid_calls(fn, _LIBRARY, "the inner step and the query loss with torch.autograd")
+    model, theta, tasks = _tiny_tasks(_fresh_seed())
     alpha = 0.4
     for t, (xs, ys, xq, yq) in enumerate(tasks):
         got = _call(fn, f"task {t} (4 support, 6 query answers)", model, theta, xs, ys, xq, yq, alpha)
@@ -196,19 +236,15 @@ def check_maml_objective(fn: Callable | None) -> bool:
             return _todo("your function returns None; return the query loss after one inner step")
         if not isinstance(got, Tensor) or got.numel() != 1:
             fail("return a scalar torch.Tensor (not a float), so that the meta-gradient can flow through it")
-        batch = TaskBatch(xs[None], ys[None], xq[None], yq[None])
-        expected = maml_loss(model, theta, batch, loss_fn=bce, alpha=alpha, steps=1)
+        expected = _bce(model, _ref_adapt(model, theta, xs, ys, alpha), xq, yq)
         if torch.allclose(got.detach(), expected.detach(), atol=1e-9):
             continue
         candidates = {
-            "no_adapt_query": task_loss(model, theta, bce, xq, yq),
-            "no_adapt_all": task_loss(model, theta, bce, torch.cat([xs, xq]), torch.cat([ys, yq])),
-            "adapt_on_query": task_loss(model, inner_adapt(model, theta, xq, yq, None, loss_fn=bce, alpha=alpha,
-                                                           steps=1), bce, xq, yq),
-            "score_support": task_loss(model, inner_adapt(model, theta, xs, ys, None, loss_fn=bce, alpha=alpha,
-                                                          steps=1), bce, xs, ys),
-            "ascent": task_loss(model, inner_adapt(model, theta, xs, ys, None, loss_fn=bce, alpha=-alpha,
-                                                   steps=1), bce, xq, yq),
+            "no_adapt_query": _bce(model, theta, xq, yq),
+            "no_adapt_all": _bce(model, theta, torch.cat([xs, xq]), torch.cat([ys, yq])),
+            "adapt_on_query": _bce(model, _ref_adapt(model, theta, xq, yq, alpha), xq, yq),
+            "score_support": _bce(model, _ref_adapt(model, theta, xs, ys, alpha), xs, ys),
+            "ascent": _bce(model, _ref_adapt(model, theta, xs, ys, -alpha), xq, yq),
         }
         close = {k for k, v in candidates.items() if torch.allclose(got.detach(), v.detach(), atol=1e-9)}
         if close & {"no_adapt_query", "no_adapt_all"}:
@@ -221,14 +257,13 @@ def check_maml_objective(fn: Callable | None) -> bool:
             fail("you scored φ on the support set it was adapted on; the MAML loss scores φ on the query set")
         if "ascent" in close:
             fail("the inner step went uphill: φ = θ − α ∇L (minus), not θ + α ∇L")
-        fail(f"task {t}: got {float(got.detach()):.6f}, course_lib.algorithms.maml_loss gives "
-             f"{float(expected.detach()):.6f}; "
-             "use inner_adapt(model, theta, x_s, y_s, None, loss_fn=bce, alpha=alpha, steps=1) then task_loss "
+        fail(f"task {t}: got {float(got.detach()):.6f}, the reference gives {float(expected.detach()):.6f}; "
+             "support loss = mean BCE-with-logits of functional_call(model, theta, (x_s,)) against y_s; "
+             "φ = θ − α · its gradient (torch.autograd.grad with create_graph=True); then the same loss of φ "
              "on the query set")
     xs, ys, xq, yq = tasks[0]
     got = fn(model, theta, xs, ys, xq, yq, alpha)
-    expected = maml_loss(model, theta, TaskBatch(xs[None], ys[None], xq[None], yq[None]), loss_fn=bce,
-                         alpha=alpha, steps=1)
+    expected = _bce(model, _ref_adapt(model, theta, xs, ys, alpha), xq, yq)
     if not got.requires_grad:
         fail("the value is right but carries no gradient: keep θ in the graph (no .detach(), no torch.no_grad) "
              "so that the outer loop can differentiate it")
@@ -238,7 +273,7 @@ def check_maml_objective(fn: Callable | None) -> bool:
         if a is None or not torch.allclose(a, b, atol=1e-8):
             fail(f"the value is right but the meta-gradient for {name!r} differs from second-order MAML's: do not "
                  "detach the inner gradient (that is first-order MAML, chapter 03)")
-    return passed("your one-line MAML loss matches course_lib.algorithms.maml_loss in value and meta-gradient")
+    return passed("your MAML loss matches the reference in value and meta-gradient on a fresh random model")
 
 
 # ------------------------------------------------------------------------------------ exercise 4
@@ -246,21 +281,22 @@ def check_maml_objective(fn: Callable | None) -> bool:
 def _reference_fine_tune(model: nn.Module, theta: dict[str, Tensor], xs: Tensor, ys: Tensor, alpha: float,
                          steps: int, adapt: list[str] | None = ("head.",)) -> dict[str, Tensor]:
     theta = {k: v.detach() for k, v in theta.items()}
-    return {k: v.detach() for k, v in inner_adapt(model, theta, xs, ys, None, loss_fn=get_loss("bce"),
-                                                   alpha=alpha, steps=steps,
-                                                   adapt=None if adapt is None else list(adapt)).items()}
+    only = None if adapt is None else tuple(k for k in theta if any(k.startswith(a) for a in adapt))
+    return _ref_adapt(model, theta, xs, ys, alpha, steps, only)
 
 
 def check_fine_tune(fn: Callable | None) -> bool:
     """Exercise 4: ``fn(model, theta_pre, x_s, y_s, alpha, steps) -> phi``: fine-tuning the head only.
 
     ``steps`` plain gradient steps of size α on the *mean* binary cross-entropy of the support set,
-    changing only ``head.weight``; θ_pre must not be modified. Checked against the inner loop that
-    ``course_lib.baselines.fine_tuning.adapt_path`` and MAML use.
+    changing only ``head.weight``; θ_pre must not be modified. Checked against a private reference
+    of the inner loop that ``course_lib.baselines.fine_tuning.adapt_path`` and MAML use, on a fresh
+    random model.
     """
     if fn is None:
         return _todo("define fine_tune(model, theta_pre, x_s, y_s, alpha, steps)")
-    model, _, tasks = _tiny_tasks(seed=3)
+    forbid_calls(fn, _LIBRARY, "the fine-tuning loop")
+    model, _, tasks = _tiny_tasks(seed=_fresh_seed())
     theta_pre = {k: v.detach().clone() for k, v in model.named_parameters()}
     before = {k: v.clone() for k, v in theta_pre.items()}
     xs, ys, _, _ = tasks[0]

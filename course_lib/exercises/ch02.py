@@ -60,8 +60,33 @@ def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bo
     return passed("your squared Euclidean distance matches course_lib.distances.squared_euclidean, batches included")
 
 
+def check_cosine_center(mu: Tensor | None, x: Tensor) -> bool:
+    """Exercise 2: a point ``mu [d]`` minimising Σᵢ (1 − cos(xᵢ, mu)) for the points ``x [n, d]``."""
+    if mu is None:
+        return _todo("compute the point that minimises the summed cosine distance")
+    x = _as_tensor(x, "x")
+    mu = _as_tensor(mu, "mu").reshape(-1)
+    if mu.shape[0] != x.shape[-1]:
+        fail(f"mu must be one point with {x.shape[-1]} coordinates, got {mu.shape[0]}")
+    if mu.norm() == 0:
+        fail("mu is the zero vector, which has no direction; cosine distance is undefined there")
+    best = (x / x.norm(dim=-1, keepdim=True)).sum(0)
+    total = cosine(x, mu[None]).sum()
+    optimum = cosine(x, best[None]).sum()
+    if torch.allclose(total, optimum, atol=1e-7, rtol=1e-7):
+        mean = x.mean(0)
+        gap = float(cosine(x, mean[None]).sum() - optimum)
+        return passed(f"summed cosine distance {float(total):.6f} is the minimum (the plain mean gives "
+                      f"{float(total) + gap:.6f}); only the direction of mu matters")
+    if torch.allclose(mu / mu.norm(), x.mean(0) / x.mean(0).norm(), atol=1e-9):
+        fail("that is the direction of the plain mean, the minimiser for squared Euclidean distance; cosine "
+             "ignores lengths, so normalise each xᵢ to unit length before averaging")
+    fail(f"your mu gives a summed cosine distance of {float(total):.6f}, but {float(optimum):.6f} is reachable; "
+         "the minimiser points along Σᵢ xᵢ/‖xᵢ‖")
+
+
 def check_linear_classifier(W: Tensor | None, b: Tensor | None, prototypes: Tensor) -> bool:
-    """Exercise 2: the weights ``W [n_way, d]`` and biases ``b [n_way]`` of the nearest-prototype classifier."""
+    """Exercise 3: the weights ``W [n_way, d]`` and biases ``b [n_way]`` of the nearest-prototype classifier."""
     if W is None or b is None:
         return _todo("fill in W and b from the prototypes")
     mu = _as_tensor(prototypes, "prototypes")
@@ -86,31 +111,6 @@ def check_linear_classifier(W: Tensor | None, b: Tensor | None, prototypes: Tens
     if not torch.allclose(b, -sq, atol=1e-6):
         fail("b is not −‖μ_c‖²; it is the part of −‖z − μ_c‖² that depends on the class but not on z")
     return passed(f"W = 2μ and b = −‖μ‖² for all {n_way} classes: squared-Euclidean ProtoNet is a linear classifier")
-
-
-def check_cosine_center(mu: Tensor | None, x: Tensor) -> bool:
-    """Exercise 3: a point ``mu [d]`` minimising Σᵢ (1 − cos(xᵢ, mu)) for the points ``x [n, d]``."""
-    if mu is None:
-        return _todo("compute the point that minimises the summed cosine distance")
-    x = _as_tensor(x, "x")
-    mu = _as_tensor(mu, "mu").reshape(-1)
-    if mu.shape[0] != x.shape[-1]:
-        fail(f"mu must be one point with {x.shape[-1]} coordinates, got {mu.shape[0]}")
-    if mu.norm() == 0:
-        fail("mu is the zero vector, which has no direction; cosine distance is undefined there")
-    best = (x / x.norm(dim=-1, keepdim=True)).sum(0)
-    total = cosine(x, mu[None]).sum()
-    optimum = cosine(x, best[None]).sum()
-    if torch.allclose(total, optimum, atol=1e-7, rtol=1e-7):
-        mean = x.mean(0)
-        gap = float(cosine(x, mean[None]).sum() - optimum)
-        return passed(f"summed cosine distance {float(total):.6f} is the minimum (the plain mean gives "
-                      f"{float(total) + gap:.6f}); only the direction of mu matters")
-    if torch.allclose(mu / mu.norm(), x.mean(0) / x.mean(0).norm(), atol=1e-9):
-        fail("that is the direction of the plain mean, the minimiser for squared Euclidean distance; cosine "
-             "ignores lengths, so normalise each xᵢ to unit length before averaging")
-    fail(f"your mu gives a summed cosine distance of {float(total):.6f}, but {float(optimum):.6f} is reachable; "
-         "the minimiser points along Σᵢ xᵢ/‖xᵢ‖")
 
 
 def check_knn_recommend(fn: Callable[[Tensor, Tensor, int], Tensor] | None) -> bool:

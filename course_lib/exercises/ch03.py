@@ -3,8 +3,11 @@
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None`` (or a function that returns ``None``),
 and raises ``ExerciseError`` with a hint for a wrong answer. The reference answers come from
-``course_lib.algorithms`` (``inner_adapt``, ``maml_loss``, ``MAML(first_order=True)``), so a
-passing exercise agrees with the library by construction.
+private references written here with ``torch.autograd`` (not the ``course_lib`` functions the
+notebook imports), evaluated on a freshly drawn network and tasks at every call; an answer that
+calls the implementation it is asked to write (``course_lib.algorithms``, or the notebook's own
+``adapt`` / ``meta_gradient_by_hand``) is rejected by `course_lib.exercises.guard.forbid_calls`.
+The library is tested against the same derivation elsewhere (tests/test_maml.py).
 
 Conventions of the exercises (as in the chapter): a model is any ``nn.Module``, ``theta`` is a
 dict of its parameters (name -> tensor), the task loss is the mean squared error, and a batch is a
@@ -13,21 +16,71 @@ dict of its parameters (name -> tensor), the task loss is the mean squared error
 
 from __future__ import annotations
 
-import copy
+import random
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from course_lib.algorithms import MAML, inner_adapt, maml_loss
-from course_lib.algorithms.functional import get_loss
+from course_lib import algorithms
+from course_lib.algorithms import functional as _functional
 from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises.guard import forbid_calls
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
 __all__ = ["check_inner_update", "check_meta_loss", "check_quadratic_meta_gradient",
            "check_fomaml_gradient", "quadratic_meta_gradient"]
 
-_MSE = get_loss("mse")
+# What each exercise asks the reader to write, so an answer may not call it.
+_LIBRARY = {"course_lib.algorithms.inner_adapt": algorithms.inner_adapt,
+            "course_lib.algorithms.maml_loss": algorithms.maml_loss,
+            "course_lib.algorithms.MAML": algorithms.MAML,
+            "MAML.adapt": algorithms.MAML.adapt, "MAML.meta_loss": algorithms.MAML.meta_loss,
+            "course_lib.algorithms.functional": _functional}
+_NOTEBOOK = {"adapt": "chapter 03's `adapt` from section 2",
+             "meta_gradient_by_hand": "chapter 03's `meta_gradient_by_hand` from section 2"}
+
+
+def _fresh_seed() -> int:
+    """A new seed at every call: the check runs on inputs nobody has seen before."""
+    return random.SystemRandom().randrange(1, 2**31)
+
+
+def _MSE(prediction: Tensor, target: Tensor) -> Tensor:
+    return (prediction - target) ** 2
+
+
+def _ref_adapt(net: nn.Module, theta: dict[str, Tensor], x: Tensor, y: Tensor, alpha: float, steps: int = 1,
+               first_order: bool = False) -> dict[str, Tensor]:
+    """Reference inner loop with torch.autograd: φ after ``steps`` SGD steps of size α on (x, y).
+
+    Differentiable in θ when θ requires grad (the inner gradient detached if ``first_order``).
+    """
+    graph = any(v.requires_grad for v in theta.values())
+    phi = theta if graph else {k: v.detach().requires_grad_(True) for k, v in theta.items()}
+    for _ in range(steps):
+        loss = _MSE(torch.func.functional_call(net, phi, (x,)), y).mean()
+        grads = torch.autograd.grad(loss, list(phi.values()), create_graph=graph and not first_order)
+        phi = {k: v - alpha * g for (k, v), g in zip(phi.items(), grads)}
+    return phi if graph else {k: v.detach() for k, v in phi.items()}
+
+
+def _ref_meta_loss(net: nn.Module, theta: dict[str, Tensor], batch: TaskBatch, alpha: float, steps: int = 1,
+                   first_order: bool = False) -> Tensor:
+    """Reference MAML objective: the mean over tasks of the query loss after ``steps`` inner steps."""
+    losses = []
+    for t in range(batch.n_tasks):
+        phi = _ref_adapt(net, theta, batch.x_support[t], batch.y_support[t], alpha, steps, first_order)
+        losses.append(_MSE(torch.func.functional_call(net, phi, (batch.x_query[t],)), batch.y_query[t]).mean())
+    return torch.stack(losses).mean()
+
+
+def _ref_meta_grad(net: nn.Module, theta: dict[str, Tensor], batch: TaskBatch, alpha: float, steps: int = 1,
+                   first_order: bool = False) -> dict[str, Tensor]:
+    """Reference meta-gradient (second order, or first order with the inner gradients detached)."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in theta.items()}
+    grads = torch.autograd.grad(_ref_meta_loss(net, leaves, batch, alpha, steps, first_order), list(leaves.values()))
+    return dict(zip(leaves, grads))
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -97,7 +150,9 @@ def check_inner_update(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define my_inner_update(model, theta, x, y, alpha) and pass it to the check")
-    net, batch = _net(), _batch()
+    forbid_calls(fn, _LIBRARY, "the inner step φ = θ − α∇L(θ)", forbidden_names=_NOTEBOOK)
+    seed = _fresh_seed()
+    net, batch = _net(seed), _batch(seed=seed + 1)
     theta = _theta(net)
     x, y, xq, yq = batch.x_support[0], batch.y_support[0], batch.x_query[0], batch.y_query[0]
     alpha = 0.1
@@ -107,7 +162,7 @@ def check_inner_update(fn: Callable | None) -> bool:
     phi = _as_params(phi, theta, "φ")
 
     def ref(th: dict, a: float = alpha) -> dict:
-        return inner_adapt(net, th, x, y, None, loss_fn=_MSE, alpha=a, steps=1)
+        return _ref_adapt(net, th, x, y, a)
 
     expected = ref(theta)
     g = {k: (theta[k] - expected[k]) / alpha for k in theta}  # the support gradient ∇_θ L(θ)
@@ -141,7 +196,8 @@ def check_inner_update(fn: Callable | None) -> bool:
     if not _close(got, second, 1e-7):
         fail("the values of φ are right but differentiating through them does not give MAML's meta-gradient; "
              "build φ from θ with differentiable operations only")
-    return passed("φ = θ − α∇L(θ) matches course_lib.algorithms.inner_adapt, values and meta-gradient alike")
+    return passed("φ = θ − α∇L(θ) matches the reference on a fresh random network and task, values and "
+                  "meta-gradient alike")
 
 
 # --------------------------------------------------------------------------------- exercise 2
@@ -152,7 +208,9 @@ def check_meta_loss(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define my_meta_loss(model, theta, batch, alpha) and pass it to the check")
-    net, batch = _net(2), _batch(n_tasks=5, seed=3)
+    forbid_calls(fn, _LIBRARY, "the MAML objective", forbidden_names=_NOTEBOOK)
+    seed = _fresh_seed()
+    net, batch = _net(seed), _batch(n_tasks=5, seed=seed + 1)
     theta = _theta(net)
     alpha = 0.1
     got = _call(fn, (net, theta, batch, alpha), "my_meta_loss(model, theta, batch, alpha=0.1)")
@@ -163,36 +221,35 @@ def check_meta_loss(fn: Callable | None) -> bool:
         fail(f"ℒ(θ) must be a scalar tensor (the mean over the tasks), got {shape}; call .mean() on the "
              "vmapped per-task losses")
     got = got.reshape(())
-    kw = dict(loss_fn=_MSE, steps=1)
-    expected = maml_loss(net, theta, batch, alpha=alpha, **kw)
+    expected = _ref_meta_loss(net, theta, batch, alpha)
     swapped = TaskBatch(batch.x_query, batch.y_query, batch.x_support, batch.y_support)
     if torch.allclose(got, expected * batch.n_tasks, rtol=1e-7):
         fail(f"your value is {batch.n_tasks}x too large: you summed over the {batch.n_tasks} tasks; take the mean")
-    if torch.allclose(got, maml_loss(net, theta, batch, alpha=alpha, steps=0, loss_fn=_MSE), rtol=1e-7):
+    if torch.allclose(got, _ref_meta_loss(net, theta, batch, alpha, steps=0), rtol=1e-7):
         fail("that is the query loss at θ, before adaptation; evaluate it at φᵢ = θ − α∇L(θ; 𝒟ᵢˢ)")
-    if torch.allclose(got, maml_loss(net, theta, swapped, alpha=alpha, **kw), rtol=1e-7):
+    if torch.allclose(got, _ref_meta_loss(net, theta, swapped, alpha), rtol=1e-7):
         fail("support and query are swapped: adapt on (x_support, y_support), evaluate on (x_query, y_query)")
-    if torch.allclose(got, maml_loss(net, theta, TaskBatch(batch.x_support, batch.y_support, batch.x_support,
-                                                            batch.y_support), alpha=alpha, **kw), rtol=1e-7):
+    if torch.allclose(got, _ref_meta_loss(net, theta, TaskBatch(batch.x_support, batch.y_support, batch.x_support,
+                                                                 batch.y_support), alpha), rtol=1e-7):
         fail("you evaluated the adapted model on the support set; ℒ(θ) uses the held-out query set 𝒟ᵢ^q")
     if not torch.allclose(got, expected, rtol=1e-7, atol=1e-10):
-        fail(f"ℒ(θ) = {float(got):.6f} but course_lib.algorithms.maml_loss gives {float(expected):.6f}; "
+        fail(f"ℒ(θ) = {float(got):.6f} but the reference gives {float(expected):.6f}; "
              "per task: φ = θ − α∇L(θ; support), then L(φ; query) with the mean squared error; then the "
              "mean over tasks")
     other = _call(fn, (net, theta, batch, 0.02), "my_meta_loss(..., alpha=0.02)")
     if other is None or not torch.allclose(torch.as_tensor(other).reshape(()),
-                                           maml_loss(net, theta, batch, alpha=0.02, **kw), rtol=1e-7):
+                                           _ref_meta_loss(net, theta, batch, 0.02), rtol=1e-7):
         fail("right for alpha=0.1 but not for alpha=0.02: use the alpha argument")
     leaves = _theta(net, requires_grad=True)
     value = fn(net, leaves, batch, alpha)
     if not value.requires_grad:
         fail("ℒ(θ) is right but not differentiable in θ: the outer loop needs ∇_θ ℒ(θ); avoid .detach() and .item()")
     grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
-    ref = torch.autograd.grad(maml_loss(net, leaves, batch, alpha=alpha, **kw), list(leaves.values()))
+    ref = torch.autograd.grad(_ref_meta_loss(net, leaves, batch, alpha), list(leaves.values()))
     if not all(g is not None and torch.allclose(g, r, atol=1e-8, rtol=1e-6) for g, r in zip(grads, ref)):
         fail("ℒ(θ) has the right value but the wrong gradient: the inner gradient was detached, so this is "
              "first-order MAML; keep the inner step differentiable (torch.func.grad)")
-    return passed(f"ℒ(θ) = {float(got):.6f} and its gradient match course_lib.algorithms.maml_loss "
+    return passed(f"ℒ(θ) = {float(got):.6f} and its gradient match the reference "
                   f"on {batch.n_tasks} tasks")
 
 
@@ -218,8 +275,12 @@ def check_quadratic_meta_gradient(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define my_quadratic_meta_gradient(theta, alpha, a_s, c_s, a_q, c_q)")
-    cases = [(0.5, 0.1, 2.0, 1.0, 3.0, -1.0), (-1.0, 0.3, 4.0, 0.5, 1.0, 2.0), (2.0, 0.05, 0.5, -2.0, 2.5, 0.0),
-             (0.0, 0.2, 3.0, 1.5, 0.7, 1.0)]
+    forbid_calls(fn, {"course_lib.exercises.ch03.quadratic_meta_gradient": quadratic_meta_gradient},
+                 "the closed form")
+    rng = random.Random(_fresh_seed())
+    cases = [(round(rng.uniform(-2, 2), 3), round(rng.uniform(0.02, 0.3), 3), round(rng.uniform(0.3, 4), 3),
+              round(rng.uniform(-2, 2), 3), round(rng.uniform(0.3, 4), 3), round(rng.uniform(-2, 2), 3))
+             for _ in range(4)]
     for case in cases:
         got = _call(fn, case, f"my_quadratic_meta_gradient{case}")
         if got is None:
@@ -242,7 +303,7 @@ def check_quadratic_meta_gradient(fn: Callable | None) -> bool:
             fail("L_q' is evaluated at θ; it must be evaluated at the adapted φ = θ − α a_s(θ − c_s)")
         fail(f"for (θ, α, a_s, c_s, a_q, c_q) = {case} the meta-gradient is {want:.6f}, you returned {got:.6f}; "
              "write φ = θ − α a_s(θ − c_s), then dL_q/dθ = L_q'(φ) · dφ/dθ")
-    return passed("your closed form equals autograd's meta-gradient on all four quadratic tasks: "
+    return passed("your closed form equals autograd's meta-gradient on four random quadratic tasks: "
                   "(1 − α a_s) · a_q(φ − c_q)")
 
 
@@ -254,7 +315,9 @@ def check_fomaml_gradient(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define my_fomaml_gradient(model, theta, batch, alpha) and pass it to the check")
-    net, batch = _net(4), _batch(n_tasks=4, seed=5)
+    forbid_calls(fn, _LIBRARY, "the first-order meta-gradient", forbidden_names=_NOTEBOOK)
+    seed = _fresh_seed()
+    net, batch = _net(seed), _batch(n_tasks=4, seed=seed + 1)
     theta = _theta(net)
     alpha = 0.1
     got = _call(fn, (net, theta, batch, alpha), "my_fomaml_gradient(model, theta, batch, alpha=0.1)")
@@ -262,10 +325,8 @@ def check_fomaml_gradient(fn: Callable | None) -> bool:
         return _todo("your function returns None; return a dict of gradients shaped like theta")
     got = {k: v.detach() for k, v in _as_params(got, theta, "the gradient").items()}
 
-    def meta_grad(first_order: bool, steps: int = 1, b: TaskBatch = batch) -> dict[str, Tensor]:
-        m = MAML(copy.deepcopy(net), "mse", alpha=alpha, steps=steps, first_order=first_order)
-        m.meta_loss(b).backward()
-        return {k: p.grad for k, p in m.theta.items()}
+    def meta_grad(first_order: bool, steps: int = 1) -> dict[str, Tensor]:
+        return _ref_meta_grad(net, theta, batch, alpha, steps, first_order)
 
     expected = meta_grad(True)
     if _close(got, _scale(expected, batch.n_tasks)):
@@ -276,6 +337,6 @@ def check_fomaml_gradient(fn: Callable | None) -> bool:
     if _close(got, meta_grad(True, steps=0)):
         fail("that is the query gradient at θ (no adaptation); evaluate ∇L(·; query) at φᵢ = θ − α∇L(θ; support)")
     if not _close(got, expected):
-        fail("your gradient differs from course_lib's MAML(first_order=True); per task: φᵢ = θ − α∇L(θ; support), "
+        fail("your gradient differs from the first-order reference; per task: φᵢ = θ − α∇L(θ; support), "
              "then gᵢ = ∇_φ L(φᵢ; query); return the mean of gᵢ over tasks")
-    return passed("your first-order meta-gradient equals course_lib's MAML(first_order=True)")
+    return passed("your first-order meta-gradient equals the reference on a fresh random network and tasks")

@@ -8,6 +8,7 @@ the paper's symbol k for it (Nichol et al. 2018), as the chapter's formulas do.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,10 +16,29 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad
 
-from course_lib.algorithms import reptile_direction
+from course_lib import algorithms
+from course_lib.algorithms import reptile_direction, taylor
 from course_lib.algorithms.functional import get_loss, task_loss
-from course_lib.algorithms.taylor import ALGORITHMS, coefficients
+from course_lib.algorithms.taylor import ALGORITHMS
 from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises.guard import forbid_calls
+
+#: What exercises 2-4 ask the reader to derive or write, so an answer may not call it.
+_LIBRARY = {"course_lib.algorithms.taylor": taylor, "course_lib.algorithms.taylor.coefficients": taylor.coefficients,
+            "course_lib.algorithms.reptile_direction": reptile_direction,
+            "course_lib.algorithms.Reptile": algorithms.Reptile,
+            "course_lib.algorithms.inner_adapt": algorithms.inner_adapt}
+
+
+def coefficients(algorithm: str, steps: int) -> tuple[int, int]:
+    """Private reference for exercise 2, from the term count of chapter 04, section 2."""
+    k = steps
+    return {"maml": (1, 2 * (k - 1)), "fomaml": (1, k - 1), "reptile": (k, k * (k - 1) // 2)}[algorithm]
+
+
+def _fresh_ks(n: int, low: int = 2, high: int = 40) -> list[int]:
+    """``n`` step counts drawn afresh at every call (so a table typed in from the notebook fails)."""
+    return random.SystemRandom().sample(range(low, high + 1), n)
 from course_lib.tasks import TaskBatch
 
 __all__ = ["check_reptile_step", "check_coefficients", "check_largest_avg_grad", "check_reptile_k1",
@@ -50,7 +70,9 @@ def check_reptile_step(fn: Callable | None) -> bool:
     """Exercise 1: ``fn(theta [d], tasks [(A, c), ...], alpha, steps, beta) -> new theta [d]``."""
     if fn is None:
         return _todo("define reptile_step(theta, tasks, alpha, steps, beta) and pass it to the check")
-    rng = np.random.default_rng(0)
+    forbid_calls(fn, {**_LIBRARY, "course_lib.exercises.ch04.quadratic_reptile_step": quadratic_reptile_step},
+                 "the Reptile step with numpy")
+    rng = np.random.default_rng(random.SystemRandom().randrange(2**31))
     tasks = []
     for _ in range(3):
         m = rng.normal(size=(2, 2))
@@ -97,7 +119,8 @@ def check_coefficients(fn: Callable[[str, int], tuple] | None) -> bool:
     """Exercise 2: ``fn(algorithm, steps) -> (a, b)`` for "maml", "fomaml", "reptile" and steps k = 1..6."""
     if fn is None:
         return _todo("define coeffs(algorithm, steps) returning (a, b)")
-    for steps in range(1, 7):
+    forbid_calls(fn, _LIBRARY, "the coefficients by counting terms")
+    for steps in [*range(1, 7), *sorted(_fresh_ks(4, 7, 60))]:
         for algo in ALGORITHMS:
             try:
                 got = fn(algo, steps)
@@ -129,15 +152,17 @@ def check_coefficients(fn: Callable[[str, int], tuple] | None) -> bool:
                      "and the outer gradient on minibatch k")
             fail(f"{where}; expected ({ea}, {eb}). Expand each step gradient gᵢ = ḡᵢ − α H̄ᵢ Σ_{{j<i}} ḡⱼ + O(α²) "
                  "and count the AvgGrad and AvgGradInner terms")
-    return passed("all (a, b) pairs for k = 1..6: MAML (1, 2(k−1)), FOMAML (1, k−1), Reptile (k, k(k−1)/2)")
+    return passed("all (a, b) pairs for k = 1..6 and four random larger k: MAML (1, 2(k−1)), FOMAML (1, k−1), "
+                  "Reptile (k, k(k−1)/2)")
 
 
 # ----------------------------------------------- exercise 3: which update leans on which term
 
-def check_largest_avg_grad(answer: dict | None, steps: int = 5) -> bool:
-    """Exercise 3: ``{"largest_avg_grad": name, "a": number, "largest_inner_weight": name}``.
+def check_largest_avg_grad(answer: dict | Callable[[int], dict] | None, steps: int = 5) -> bool:
+    """Exercise 3: ``fn(k) -> {"largest_avg_grad": name, "a": number, "largest_inner_weight": name}``.
 
-    For ``steps`` = k inner steps.
+    A function of the number of steps k is checked at k = ``steps`` and at three random k in 2..40
+    (and may not call `course_lib.algorithms.taylor`); a plain dict is checked at k = ``steps``.
 
     ``largest_avg_grad``: the algorithm whose update has the largest AvgGrad coefficient a, and that
     a; ``largest_inner_weight``: the algorithm with the largest ratio b/a (the most weight on
@@ -145,6 +170,24 @@ def check_largest_avg_grad(answer: dict | None, steps: int = 5) -> bool:
     """
     if answer is None:
         return _todo("fill in the three entries of the answer dictionary")
+    if callable(answer):
+        forbid_calls(answer, _LIBRARY, "the comparison from the coefficients you derived")
+        for k in [steps, *_fresh_ks(3)]:
+            try:
+                value = answer(k)
+            except Exception as exc:  # noqa: BLE001 - the reader's crash, reported as a hint
+                fail(f"calling your function with k = {k} raised {type(exc).__name__}: {exc}")
+            if value is None:
+                return _todo("your function returns None; return the answer dictionary for k")
+            if not _judge_largest(value, k, quiet=True):
+                return False
+        return _judge_largest(answer(steps), steps, quiet=True) and passed(
+            "right for k = 5 and three random k: Reptile's a = k grows with k, MAML's b/a = 2(k−1) is the largest")
+    return _judge_largest(answer, steps)
+
+
+def _judge_largest(answer: dict, steps: int, quiet: bool = False) -> bool:
+    """Judge one answer dictionary for k = ``steps`` (exercise 3); fail with a hint when it is wrong."""
     if not isinstance(answer, dict):
         fail(f"answer must be a dict with keys 'largest_avg_grad', 'a', 'largest_inner_weight'; got {type(answer).__name__}")
     missing = {"largest_avg_grad", "a", "largest_inner_weight"} - set(answer)
@@ -174,6 +217,8 @@ def check_largest_avg_grad(answer: dict | None, steps: int = 5) -> bool:
     if inner != "maml":
         fail(f"b/a for k = {steps}: " + ", ".join(f"{al} {r:g}" for al, r in ratio.items())
              + f"; {inner.upper()} is not the largest. Compare b/a, not b alone")
+    if quiet:
+        return True
     return passed(f"for k = {steps} Reptile has the largest AvgGrad coefficient (a = {a_best[0]}), while MAML puts the "
                   f"most weight on AvgGradInner relative to AvgGrad (b/a = {ratio['maml']:g} vs FOMAML "
                   f"{ratio['fomaml']:g}, Reptile {ratio['reptile']:g})")
@@ -182,9 +227,11 @@ def check_largest_avg_grad(answer: dict | None, steps: int = 5) -> bool:
 # ------------------------------------------------- exercise 4: Reptile with k = 1 is α·gradient
 
 def _example(seed: int = 0) -> tuple[nn.Module, dict[str, Tensor], Tensor, Tensor]:
-    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(0.7 * torch.randn(p.shape, generator=g, dtype=torch.float64))
     x = torch.rand(6, 1, generator=g, dtype=torch.float64) * 10 - 5
     y = 2.0 * torch.sin(x - 0.5)
     theta = {name: v.detach() for name, v in net.named_parameters()}
@@ -195,7 +242,8 @@ def check_reptile_k1(fn: Callable | None, alpha: float = 0.05) -> bool:
     """Exercise 4: ``fn(model, theta, x [n, 1], y [n, 1], alpha) -> θ − φ`` after ONE SGD step (MSE)."""
     if fn is None:
         return _todo("define reptile_k1(model, theta, x, y, alpha) returning θ − φ as a dict")
-    net, theta, x, y = _example()
+    forbid_calls(fn, _LIBRARY, "one SGD step and θ − φ")
+    net, theta, x, y = _example(random.SystemRandom().randrange(1, 2**31))
     try:
         got = fn(net, {name: v.clone() for name, v in theta.items()}, x, y, alpha)
     except Exception as exc:  # noqa: BLE001

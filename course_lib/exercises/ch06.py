@@ -7,16 +7,19 @@ and raises :class:`course_lib.exercises.ExerciseError` with a hint for a wrong a
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import numpy as np
 
+from course_lib.baselines import matrix_factorization as _mf
 from course_lib.exercises import fail, passed, todo
+from course_lib.exercises.guard import forbid_calls
 from course_lib.metrics import ndcg_at_k
 
 __all__ = ["check_popularity", "check_ndcg", "check_fold_in", "check_posterior_interest", "NDCG_EXAMPLE"]
 
-#: The list of exercise 2: true ratings of a student's query lecturers, and a model's scores.
+#: The list of exercise 3: true ratings of a student's query lecturers, and a model's scores.
 NDCG_EXAMPLE = {"ratings": [3.0, 5.0, 1.0, 4.0, 2.0], "scores": [4.1, 3.9, 3.5, 3.0, 2.2]}
 
 
@@ -54,7 +57,7 @@ def check_popularity(popularity: Callable | None) -> bool:
 
 
 def check_ndcg(value: float | None) -> bool:
-    """Exercise 2: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
+    """Exercise 3: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
     if value is None:
         return todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
     value = float(value)
@@ -72,14 +75,21 @@ def check_ndcg(value: float | None) -> bool:
 
 
 def check_fold_in(fold_in: Callable | None) -> bool:
-    """Exercise 3: ``fold_in(residuals, reg_bias) -> b_u``: a new student's offset as a ridge estimate.
+    """Exercise 2: ``fold_in(residuals, reg_bias) -> b_u``: a new student's offset as a ridge estimate.
 
     ``residuals [K]`` are r − μ − bⱼ on the support set; the answer is Σ residuals / (K + λ_b).
     """
     if fold_in is None:
         return todo("write fold_in(residuals, reg_bias)")
-    cases = [(np.array([1.0]), 5.0), (np.array([1.0, 0.5, -0.2, 1.2, 0.9]), 5.0), (np.array([0.8] * 20), 5.0),
-             (np.array([0.3, -0.1]), 0.0)]
+    forbid_calls(fold_in, {"course_lib.baselines.matrix_factorization": _mf,
+                           "MatrixFactorization": _mf.MatrixFactorization,
+                           "MatrixFactorization.fold_in": _mf.MatrixFactorization.fold_in},
+                 "the ridge estimate of the offset")
+    rng = np.random.default_rng(random.SystemRandom().randrange(2**63))
+    cases = [(rng.normal(0.5, 1.0, size=1), float(rng.uniform(1, 8))),
+             (rng.normal(0.3, 1.0, size=int(rng.integers(3, 8))), float(rng.uniform(1, 8))),
+             (np.full(20, float(rng.uniform(0.5, 1.5))), float(rng.uniform(1, 8))),
+             (rng.normal(0.0, 1.0, size=2), 0.0)]
     for res, lam in cases:
         try:
             out = fold_in(res, lam)
@@ -95,7 +105,7 @@ def check_fold_in(fold_in: Callable | None) -> bool:
         if np.isclose(got, res.sum() / lam if lam else np.inf):
             fail("divide by K + λ_b, not by λ_b alone")
         if not np.isclose(got, want, atol=1e-6):
-            fail(f"for residuals {res.tolist()} and λ_b = {lam} expected {want:.4f}, got {got:.4f}")
+            fail(f"for residuals {np.round(res, 3).tolist()} and λ_b = {lam:.3f} expected {want:.4f}, got {got:.4f}")
     return passed("b_u = Σ residuals / (K + λ_b): one rating moves the offset a little, twenty move it a lot")
 
 

@@ -189,11 +189,18 @@ TRAINERS.register("maml")(_maml(first_order=False))
 TRAINERS.register("fomaml")(_maml(first_order=True))
 
 
-@TRAINERS.register("reptile")
-def _reptile(model: nn.Module, config: Config, seed: int, device: torch.device, progress: bool) -> tuple[dict, float]:
-    learner = Reptile(model, "mse", alpha=config.reptile_alpha, steps=config.reptile_steps, beta=config.reptile_beta)
-    return learner.fit(_sampler(config, device), config.iterations, seed=seed, compile=config.compile,
-                       progress=progress), config.reptile_alpha
+def _reptile(anneal: bool) -> Trainer:
+    def train(model: nn.Module, config: Config, seed: int, device: torch.device, progress: bool) -> tuple[dict, float]:
+        learner = Reptile(model, "mse", alpha=config.reptile_alpha, steps=config.reptile_steps,
+                          beta=config.reptile_beta)
+        return learner.fit(_sampler(config, device), config.iterations, seed=seed, compile=config.compile,
+                           progress=progress, anneal=anneal), config.reptile_alpha
+    return train
+
+
+TRAINERS.register("reptile")(_reptile(anneal=False))
+# Nichol et al. 2018's schedule: the outer step decays linearly from reptile_beta to 0 (chapter 04, section 4).
+TRAINERS.register("reptile_annealed")(_reptile(anneal=True))
 
 
 @TRAINERS.register("pretrained")
