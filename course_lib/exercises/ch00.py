@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ exercise 1
+def _converted(convert: Callable[[], Any], got: Any, want: str) -> Any:
+    """``convert()``, or the exercise's failure message if the answer has the wrong type or shape."""
+    try:
+        return convert()
+    except (TypeError, ValueError) as exc:
+        fail(f"your function should return {want}, but it returned a {type(got).__name__} ({exc})")
+
+
 def check_p_correct(fn: Callable | None) -> bool:
     """Exercise 1: ``fn(ability [n, 1], a [items], b [items]) -> [n, items]``, P(correct) = σ(a(θ − b))."""
     if fn is None:
@@ -43,7 +52,7 @@ def check_p_correct(fn: Callable | None) -> bool:
     got = _call(fn, "abilities [7, 1] and 5 items", ability, a, b)
     if got is None:
         return _todo("your function returns None; return the array of probabilities")
-    got = np.asarray(got, dtype=float)
+    got = _converted(lambda: np.asarray(got, dtype=float), got, "an array of probabilities")
     want = _sigmoid(a * (ability - b))
     if got.shape != want.shape:
         fail(f"abilities [7, 1] against 5 items should broadcast to [7, 5], got {got.shape}; "
@@ -71,7 +80,7 @@ def check_ability_for(fn: Callable | None) -> bool:
         got = _call(fn, f"p = {p:.3f}, a = {a:.3f}, b = {b:.3f}", p, a, b)
         if got is None:
             return _todo("your function returns None; return the ability θ")
-        got = float(got)
+        got = _converted(lambda: float(got), got, "one number, the ability θ")
         logit = np.log(p / (1 - p))
         want = b + logit / a
         if np.isclose(got, b + logit * a):
@@ -118,7 +127,8 @@ def check_learner_order(fn: Callable | None) -> bool:
         fail(f"calling your function changed {changed[0]}'s global random state, so every later draw in the "
              "notebook changes too. Draw from a generator of your own: torch.Generator().manual_seed(seed) "
              "(or np.random.default_rng(seed))")
-    order = [int(v) for v in np.asarray(first).reshape(-1)]
+    order = _converted(lambda: [int(v) for v in np.asarray(first).reshape(-1)], first,
+                       "the learners' indices 0..n-1 as a tensor, array or list of integers")
     if sorted(order) != list(range(n)):
         fail(f"return every learner 0..{n - 1} exactly once (a permutation); got {len(order)} values, "
              f"{len(set(order))} distinct")
