@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_array, as_number, call as _call, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 
 __all__ = ["check_p_correct", "check_ability_for", "check_learner_order"]
@@ -43,7 +43,7 @@ def check_p_correct(fn: Callable | None) -> bool:
     got = _call(fn, "abilities [7, 1] and 5 items", ability, a, b)
     if got is None:
         return _todo("your function returns None; return the array of probabilities")
-    got = np.asarray(got, dtype=float)
+    got = as_array(got, "my_p_correct's result")
     want = _sigmoid(a * (ability - b))
     if got.shape != want.shape:
         fail(f"abilities [7, 1] against 5 items should broadcast to [7, 5], got {got.shape}; "
@@ -71,7 +71,7 @@ def check_ability_for(fn: Callable | None) -> bool:
         got = _call(fn, f"p = {p:.3f}, a = {a:.3f}, b = {b:.3f}", p, a, b)
         if got is None:
             return _todo("your function returns None; return the ability θ")
-        got = float(got)
+        got = as_number(got, "the ability θ")
         logit = np.log(p / (1 - p))
         want = b + logit / a
         if np.isclose(got, b + logit * a):
@@ -96,6 +96,14 @@ def check_ability_for(fn: Callable | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------ exercise 3
+def _order(value) -> list[int]:
+    """The reader's order as a list of ints; a non-integer or non-numeric answer is a clear failure."""
+    values = as_array(value, "the order").reshape(-1)
+    if not np.all(values == np.round(values)):
+        fail("the order must hold learner indices (whole numbers 0..n−1), not fractions")
+    return [int(v) for v in values]
+
+
 def check_learner_order(fn: Callable | None) -> bool:
     """Exercise 3: ``fn(n, seed) -> order`` a random order of 0..n−1, reproducible from ``seed``,
     drawn from its own generator (the global random state must not change)."""
@@ -118,16 +126,16 @@ def check_learner_order(fn: Callable | None) -> bool:
         fail(f"calling your function changed {changed[0]}'s global random state, so every later draw in the "
              "notebook changes too. Draw from a generator of your own: torch.Generator().manual_seed(seed) "
              "(or np.random.default_rng(seed))")
-    order = [int(v) for v in np.asarray(first).reshape(-1)]
+    order = _order(first)
     if sorted(order) != list(range(n)):
         fail(f"return every learner 0..{n - 1} exactly once (a permutation); got {len(order)} values, "
              f"{len(set(order))} distinct")
-    again = [int(v) for v in np.asarray(fn(n, seed)).reshape(-1)]
+    again = _order(_call(fn, f"n = {n}, seed = {seed} again", n, seed))
     if again != order:
         fail("the same seed gave two different orders: seed the generator with `seed` inside the function")
     if order == list(range(n)):
         fail("that is the identity order, not a random one")
-    others = [[int(v) for v in np.asarray(fn(n, seed + d)).reshape(-1)] for d in (1, 2)]
+    others = [_order(_call(fn, f"n = {n}, seed = {seed + d}", n, seed + d)) for d in (1, 2)]
     if all(o == order for o in others):
         fail("different seeds give the same order: the seed must drive the generator")
     return passed(f"a seeded permutation of {n} learners: reproducible, seed-dependent, no global side effects")
