@@ -356,12 +356,14 @@ def _resampled_aucs(y: np.ndarray, inv: np.ndarray, lid: np.ndarray, w: np.ndarr
 
 
 def paired_auc_difference(y, p_a, p_b, learner, *, n_boot: int = 200, level: float = 0.95,
-                          seed: int = 0) -> dict[str, float]:
+                          seed: int = 0, score_bins: int | None = None) -> dict[str, float]:
     """Pooled AUC of ``p_a`` minus that of ``p_b`` on the same answers, with a *paired* learner-bootstrap CI.
 
     Both methods are scored on the same resamples of learners (`learner_resamples`), so the
     interval is that of the difference, narrower than comparing two separate intervals. Flat arrays
-    ``y`` (0/1), ``p_a``, ``p_b`` (P(correct)), ``learner`` (ids). Returns diff, diff_lo, diff_hi.
+    ``y`` (0/1), ``p_a``, ``p_b`` (P(correct)), ``learner`` (ids). ``score_bins``: as in
+    `pooled_bootstrap` (the resamples count answers per rank bin instead of per distinct score: far less
+    time and memory on 10⁵ answers; the point estimate stays exact). Returns diff, diff_lo, diff_hi.
     Derived in chapter 07, section 4b.
     """
     y, p_a, p_b, learner = (np.asarray(v).ravel() for v in (y, p_a, p_b, learner))
@@ -373,7 +375,9 @@ def paired_auc_difference(y, p_a, p_b, learner, *, n_boot: int = 200, level: flo
     w = learner_resamples(len(ids), n_boot, seed)
     stats = []
     for p in (p_a, p_b):
-        _, inv = np.unique(p, return_inverse=True)
+        uniq, inv = np.unique(p, return_inverse=True)
+        if score_bins is not None and len(uniq) > score_bins:
+            inv = (inv * score_bins) // len(uniq)
         stats.append((auc(y, p), _resampled_aucs(y, inv, lid, w, (len(ids), int(inv.max()) + 1))))
     diff = stats[0][1] - stats[1][1]
     lo, hi = np.nanquantile(diff, [(1 - level) / 2, (1 + level) / 2]) if n_boot else (float("nan"),) * 2

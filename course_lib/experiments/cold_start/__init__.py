@@ -148,7 +148,7 @@ def _mirt_summary(ctx: Context, r_val: Tensor) -> dict:
 def _paired(predictions: dict, config: Config) -> list[dict]:
     """AUC of every meta-learner minus every IRT baseline's, per K, with paired learner-bootstrap CIs."""
     return [{"method": m, "against": ref, "k_shot": k, **metrics.paired_auc_difference(
-                y, p, predictions[ref][k][1], learner, n_boot=config.n_boot, seed=config.seed)}
+                y, p, predictions[ref][k][1], learner, n_boot=config.n_boot, seed=config.seed, score_bins=4096)}
             for m in predictions if KINDS[m] == "meta" for ref in IRT if ref in predictions
             for k, (y, p, learner) in predictions[m].items()]
 
