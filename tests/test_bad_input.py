@@ -202,39 +202,27 @@ CHECKS = [(m.name, name, fn) for m in pkgutil.iter_modules(exercises.__path__)
           and len([p for p in inspect.signature(fn).parameters.values() if p.default is p.empty]) == 1]
 
 
-# Checks that convert the reader's answer (float(), torch.tensor()) before validating it, so an answer of the
-# wrong type ends in a raw TypeError/ValueError instead of "Not yet: ...". Known defects, to fix in
-# course_lib/exercises/chNN.py; strict, so the entry must go once a check is fixed.
-UNCLEAR_ON_WRONG_TYPE = {"ch02.check_knn_recommend", "ch04.check_reptile_step", "ch05.check_inner_step",
-                         "ch05.check_scoring", "ch06.check_fold_in", "ch06.check_ndcg", "ch06.check_popularity",
-                         "ch06.check_posterior_interest", "ch08.check_ring_bytes", "ch08.check_shard_range",
-                         "ch08.check_union_mean", "ch10.check_served_next_item",
-                         "ch09_fairness.check_calibration_gap", "ch09_fairness.check_support_jacobian"}
-UNCLEAR_ON_CRASH = {"ch06.check_ndcg"}
-
-
-def checks(unclear: set[str]) -> list:
-    """CHECKS as parameters; the known defects as strict xfails (an XPASS fails: remove the entry)."""
-    mark = pytest.mark.xfail(strict=True, raises=(TypeError, ValueError, RuntimeError),
-                             reason="answer converted before it is validated (see UNCLEAR_* above)")
-    return [pytest.param(c, n, fn, id=f"{c}.{n}", marks=[mark] if f"{c}.{n}" in unclear else [])
-            for c, n, fn in CHECKS]
-
-
 def crash(*args, **kwargs):
     raise ZeroDivisionError("the reader's bug")
 
 
-@pytest.mark.parametrize("chapter, name, check", checks(UNCLEAR_ON_CRASH))
+@pytest.mark.parametrize("chapter, name, check", CHECKS, ids=[f"{c}.{n}" for c, n, _ in CHECKS])
 def test_exercise_check_reports_a_crashing_answer(chapter, name, check):
     with pytest.raises(ExerciseError, match="(?i)not yet"):
         check(crash)
 
 
-@pytest.mark.parametrize("chapter, name, check", checks(UNCLEAR_ON_WRONG_TYPE))
-def test_exercise_check_reports_a_wrong_answer(chapter, name, check):
+#: Answers of the wrong type or shape: each must end in "Not yet: ...", never in a conversion error.
+WRONG_ANSWERS = {"a string": "not a number", "a list of strings": ["a", "b"], "a dict": {"x": 1.0},
+                 "a tensor of the wrong shape": torch.zeros(7, 7, 7), "a ragged list": [[1.0, 2.0], [3.0]]}
+
+
+@pytest.mark.parametrize("wrong", WRONG_ANSWERS)
+@pytest.mark.parametrize("chapter, name, check", CHECKS, ids=[f"{c}.{n}" for c, n, _ in CHECKS])
+def test_exercise_check_reports_a_wrong_answer(chapter, name, check, wrong):
+    answer = WRONG_ANSWERS[wrong]
     with pytest.raises(ExerciseError, match="(?i)not yet"):
-        check(lambda *args, **kwargs: "not a number")
+        check(lambda *args, **kwargs: answer)
 
 
 # ---- hypothesis: shapes and values for the core algorithms ----------------------------------------------

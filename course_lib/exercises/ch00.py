@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_array, as_number, call as _call, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 
 __all__ = ["check_p_correct", "check_ability_for", "check_learner_order"]
@@ -33,14 +32,6 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ exercise 1
-def _converted(convert: Callable[[], Any], got: Any, want: str) -> Any:
-    """``convert()``, or the exercise's failure message if the answer has the wrong type or shape."""
-    try:
-        return convert()
-    except (TypeError, ValueError) as exc:
-        fail(f"your function should return {want}, but it returned a {type(got).__name__} ({exc})")
-
-
 def check_p_correct(fn: Callable | None) -> bool:
     """Exercise 1: ``fn(ability [n, 1], a [items], b [items]) -> [n, items]``, P(correct) = σ(a(θ − b))."""
     if fn is None:
@@ -52,7 +43,7 @@ def check_p_correct(fn: Callable | None) -> bool:
     got = _call(fn, "abilities [7, 1] and 5 items", ability, a, b)
     if got is None:
         return _todo("your function returns None; return the array of probabilities")
-    got = _converted(lambda: np.asarray(got, dtype=float), got, "an array of probabilities")
+    got = as_array(got, "my_p_correct's result")
     want = _sigmoid(a * (ability - b))
     if got.shape != want.shape:
         fail(f"abilities [7, 1] against 5 items should broadcast to [7, 5], got {got.shape}; "
@@ -80,7 +71,7 @@ def check_ability_for(fn: Callable | None) -> bool:
         got = _call(fn, f"p = {p:.3f}, a = {a:.3f}, b = {b:.3f}", p, a, b)
         if got is None:
             return _todo("your function returns None; return the ability θ")
-        got = _converted(lambda: float(got), got, "one number, the ability θ")
+        got = as_number(got, "the ability θ")
         logit = np.log(p / (1 - p))
         want = b + logit / a
         if np.isclose(got, b + logit * a):
@@ -105,6 +96,14 @@ def check_ability_for(fn: Callable | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------ exercise 3
+def _order(value) -> list[int]:
+    """The reader's order as a list of ints; a non-integer or non-numeric answer is a clear failure."""
+    values = as_array(value, "the order").reshape(-1)
+    if not np.all(values == np.round(values)):
+        fail("the order must hold learner indices (whole numbers 0..n−1), not fractions")
+    return [int(v) for v in values]
+
+
 def check_learner_order(fn: Callable | None) -> bool:
     """Exercise 3: ``fn(n, seed) -> order`` a random order of 0..n−1, reproducible from ``seed``,
     drawn from its own generator (the global random state must not change)."""
@@ -127,17 +126,16 @@ def check_learner_order(fn: Callable | None) -> bool:
         fail(f"calling your function changed {changed[0]}'s global random state, so every later draw in the "
              "notebook changes too. Draw from a generator of your own: torch.Generator().manual_seed(seed) "
              "(or np.random.default_rng(seed))")
-    order = _converted(lambda: [int(v) for v in np.asarray(first).reshape(-1)], first,
-                       "the learners' indices 0..n-1 as a tensor, array or list of integers")
+    order = _order(first)
     if sorted(order) != list(range(n)):
         fail(f"return every learner 0..{n - 1} exactly once (a permutation); got {len(order)} values, "
              f"{len(set(order))} distinct")
-    again = [int(v) for v in np.asarray(fn(n, seed)).reshape(-1)]
+    again = _order(_call(fn, f"n = {n}, seed = {seed} again", n, seed))
     if again != order:
         fail("the same seed gave two different orders: seed the generator with `seed` inside the function")
     if order == list(range(n)):
         fail("that is the identity order, not a random one")
-    others = [[int(v) for v in np.asarray(fn(n, seed + d)).reshape(-1)] for d in (1, 2)]
+    others = [_order(_call(fn, f"n = {n}, seed = {seed + d}", n, seed + d)) for d in (1, 2)]
     if all(o == order for o in others):
         fail("different seeds give the same order: the seed must drive the generator")
     return passed(f"a seeded permutation of {n} learners: reproducible, seed-dependent, no global side effects")

@@ -262,9 +262,9 @@ def check_maml_objective(fn: Callable | None) -> bool:
              "φ = θ − α · its gradient (torch.autograd.grad with create_graph=True); then the same loss of φ "
              "on the query set")
     xs, ys, xq, yq = tasks[0]
-    got = fn(model, theta, xs, ys, xq, yq, alpha)
+    got = _call(fn, "task 0 again, to differentiate it", model, theta, xs, ys, xq, yq, alpha)
     expected = _bce(model, _ref_adapt(model, theta, xs, ys, alpha), xq, yq)
-    if not got.requires_grad:
+    if not isinstance(got, Tensor) or not got.requires_grad:
         fail("the value is right but carries no gradient: keep θ in the graph (no .detach(), no torch.no_grad) "
              "so that the outer loop can differentiate it")
     g_got = torch.autograd.grad(got, list(theta.values()), allow_unused=True)

@@ -13,16 +13,17 @@ import torch
 from torch import Tensor
 
 from course_lib.distances import cosine, squared_euclidean
-from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises import as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_squared_euclidean", "check_linear_classifier", "check_cosine_center", "check_knn_recommend"]
 
 
-def _as_tensor(value, name: str) -> Tensor:
-    try:
-        return torch.as_tensor(value, dtype=torch.float64)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is the reader's answer
-        fail(f"{name} could not be turned into a tensor ({exc}); return a torch.Tensor")
+def _resources(value, what: str) -> Tensor:
+    """The reader's recommendations as a 1-D LongTensor; fractions or non-numbers are a clear failure."""
+    got = as_tensor(value, what).reshape(-1)
+    if not torch.equal(got, got.round()):
+        fail(f"{what} must be resource ids (whole numbers), got {got.tolist()}")
+    return got.long()
 
 
 def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bool:
@@ -33,13 +34,10 @@ def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bo
     a = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
     b = torch.randn(3, 2, 4, generator=g, dtype=torch.float64)
     expected = squared_euclidean(a, b)
-    try:
-        flat = fn(a[0], b[0])
-    except Exception as exc:  # noqa: BLE001
-        fail(f"calling your function on a [5, 4] and a [2, 4] tensor raised {type(exc).__name__}: {exc}")
+    flat = _call(fn, "a [5, 4] and a [2, 4] tensor", a[0], b[0])
     if flat is None:
         return _todo("your function returns None; compute the [n, m] matrix of squared distances")
-    flat = _as_tensor(flat, "the result")
+    flat = as_tensor(flat, "the result")
     if tuple(flat.shape) != (5, 2):
         fail(f"for a [5, 4] and b [2, 4] the result must be [5, 2] (one distance per pair), got {tuple(flat.shape)}; "
              "use broadcasting a[:, None, :] - b[None, :, :] or the ‖a‖² − 2a·b + ‖b‖² expansion")
@@ -50,10 +48,11 @@ def check_squared_euclidean(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bo
     if not torch.allclose(flat, expected[0], atol=1e-6):
         fail("the values differ from ‖aᵢ − bⱼ‖²; check that entry [i, j] compares row i of a with row j of b")
     try:
-        batched = _as_tensor(fn(a, b), "the batched result")
-    except Exception as exc:  # noqa: BLE001
+        batched = fn(a, b)
+    except Exception as exc:  # noqa: BLE001 - the reader's crash, reported as a hint
         fail(f"it works for 2-D inputs but raised {type(exc).__name__} on batches [3, 5, 4] and [3, 2, 4]; "
              "index from the end (a[..., :, None, :]) and use b.transpose(-1, -2)")
+    batched = as_tensor(batched, "the batched result")
     if tuple(batched.shape) != (3, 5, 2) or not torch.allclose(batched, expected, atol=1e-6):
         fail(f"for batches [3, 5, 4] and [3, 2, 4] expected [3, 5, 2] per-task distances, got {tuple(batched.shape)}; "
              "index from the end (a[..., :, None, :]) so leading task dimensions pass through")
@@ -64,8 +63,8 @@ def check_cosine_center(mu: Tensor | None, x: Tensor) -> bool:
     """Exercise 2: a point ``mu [d]`` minimising Σᵢ (1 − cos(xᵢ, mu)) for the points ``x [n, d]``."""
     if mu is None:
         return _todo("compute the point that minimises the summed cosine distance")
-    x = _as_tensor(x, "x")
-    mu = _as_tensor(mu, "mu").reshape(-1)
+    x = as_tensor(x, "x")
+    mu = as_tensor(mu, "mu").reshape(-1)
     if mu.shape[0] != x.shape[-1]:
         fail(f"mu must be one point with {x.shape[-1]} coordinates, got {mu.shape[0]}")
     if mu.norm() == 0:
@@ -89,8 +88,8 @@ def check_linear_classifier(W: Tensor | None, b: Tensor | None, prototypes: Tens
     """Exercise 3: the weights ``W [n_way, d]`` and biases ``b [n_way]`` of the nearest-prototype classifier."""
     if W is None or b is None:
         return _todo("fill in W and b from the prototypes")
-    mu = _as_tensor(prototypes, "prototypes")
-    W, b = _as_tensor(W, "W"), _as_tensor(b, "b")
+    mu = as_tensor(prototypes, "prototypes")
+    W, b = as_tensor(W, "W"), as_tensor(b, "b")
     n_way, d = mu.shape[-2:]
     if tuple(W.shape) != tuple(mu.shape):
         fail(f"W must have one row per class, shape {tuple(mu.shape)}, got {tuple(W.shape)}")
@@ -122,13 +121,10 @@ def check_knn_recommend(fn: Callable[[Tensor, Tensor, int], Tensor] | None) -> b
                          [9.0, 8.0, 0.5, 0.1, 0.2, 0.3],
                          [0.3, 0.2, 0.1, 0.4, 0.5, 0.6]])
     worked = torch.tensor([0, 0, 1, 2, 2, 1])
-    try:
-        got = fn(dist, worked, 3)
-    except Exception as exc:  # noqa: BLE001
-        fail(f"calling recommend(dist [3, 6], worked [6], n_neighbors=3) raised {type(exc).__name__}: {exc}")
+    got = _call(fn, "dist [3, 6], worked [6], n_neighbors=3", dist, worked, 3)
     if got is None:
         return _todo("your function returns None; return one recommended resource per new learner")
-    got = torch.as_tensor(got).long().reshape(-1)
+    got = _resources(got, "recommend's result")
     expected = torch.tensor([0, 2, 0])
     if got.shape != expected.shape:
         fail(f"return one resource per new learner: expected shape (3,), got {tuple(got.shape)}")
@@ -138,7 +134,7 @@ def check_knn_recommend(fn: Callable[[Tensor, Tensor, int], Tensor] | None) -> b
     if not torch.equal(got, expected):
         fail(f"expected {expected.tolist()} for the check's small example, got {got.tolist()}; take the "
              "n_neighbors smallest distances in each row and return the most frequent 'worked' value among them")
-    got1 = torch.as_tensor(fn(dist, worked, 1)).long().reshape(-1)
+    got1 = _resources(_call(fn, "dist [3, 6], worked [6], n_neighbors=1", dist, worked, 1), "recommend's result")
     if not torch.equal(got1, torch.tensor([0, 2, 1])):
         fail(f"with n_neighbors=1 the answer is the nearest learner's resource, [0, 2, 1]; got {got1.tolist()}")
     return passed("recommend() votes among the n_neighbors nearest past learners")

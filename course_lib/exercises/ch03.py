@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from course_lib import algorithms
 from course_lib.algorithms import functional as _functional
-from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises import as_number, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
@@ -183,7 +183,10 @@ def check_inner_update(fn: Callable | None) -> bool:
         fail("with alpha=0.1 the answer is right but with alpha=0.03 it is not: use the alpha argument, "
              "do not hard-code a step size")
     # MAML differentiates through φ: the meta-gradient must contain the Hessian term.
-    got = _query_grad(net, lambda th: fn(net, th, x, y, alpha), xq, yq, theta)
+    def answer(th: dict) -> dict:
+        return _as_params(_call(fn, (net, th, x, y, alpha), "θ that requires grad"), theta, "φ")
+
+    got = _query_grad(net, answer, xq, yq, theta)
     second = _query_grad(net, ref, xq, yq, theta)
     first = _query_grad(net, lambda th: {k: th[k] - (theta[k] - expected[k]) for k in th}, xq, yq, theta)
     if got is None:
@@ -237,12 +240,13 @@ def check_meta_loss(fn: Callable | None) -> bool:
              "per task: φ = θ − α∇L(θ; support), then L(φ; query) with the mean squared error; then the "
              "mean over tasks")
     other = _call(fn, (net, theta, batch, 0.02), "my_meta_loss(..., alpha=0.02)")
-    if other is None or not torch.allclose(torch.as_tensor(other).reshape(()),
-                                           _ref_meta_loss(net, theta, batch, 0.02), rtol=1e-7):
+    want_other = _ref_meta_loss(net, theta, batch, 0.02)
+    if other is None or not torch.allclose(
+            torch.tensor(as_number(other, "ℒ(θ) for alpha=0.02"), dtype=want_other.dtype), want_other, rtol=1e-7):
         fail("right for alpha=0.1 but not for alpha=0.02: use the alpha argument")
     leaves = _theta(net, requires_grad=True)
-    value = fn(net, leaves, batch, alpha)
-    if not value.requires_grad:
+    value = _call(fn, (net, leaves, batch, alpha), "my_meta_loss(model, θ with requires_grad, batch, alpha=0.1)")
+    if not isinstance(value, Tensor) or not value.requires_grad:
         fail("ℒ(θ) is right but not differentiable in θ: the outer loop needs ∇_θ ℒ(θ); avoid .detach() and .item()")
     grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
     ref = torch.autograd.grad(_ref_meta_loss(net, leaves, batch, alpha), list(leaves.values()))
@@ -285,10 +289,7 @@ def check_quadratic_meta_gradient(fn: Callable | None) -> bool:
         got = _call(fn, case, f"my_quadratic_meta_gradient{case}")
         if got is None:
             return _todo("your function returns None; return the number dL_q(φ(θ))/dθ")
-        try:
-            got = float(got)
-        except (TypeError, ValueError) as exc:
-            fail(f"return one number (a float or a 0-d tensor), got {type(got).__name__} ({exc})")
+        got = as_number(got, "the meta-gradient")
         want = quadratic_meta_gradient(*case)
         if abs(got - want) <= 1e-9 * max(1.0, abs(want)):
             continue

@@ -20,7 +20,7 @@ from course_lib import algorithms
 from course_lib.algorithms import reptile_direction, taylor
 from course_lib.algorithms.functional import get_loss, task_loss
 from course_lib.algorithms.taylor import ALGORITHMS
-from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises import as_array, as_number, as_tensor, call as _call, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 
 #: What exercises 2-4 ask the reader to derive or write, so an answer may not call it.
@@ -78,13 +78,10 @@ def check_reptile_step(fn: Callable | None) -> bool:
         m = rng.normal(size=(2, 2))
         tasks.append((m @ m.T + 0.3 * np.eye(2), rng.normal(size=2) * 2))
     theta, alpha, steps, beta = np.array([0.5, -1.0]), 0.2, 4, 0.3
-    try:
-        got = fn(theta.copy(), tasks, alpha, steps, beta)
-    except Exception as exc:  # noqa: BLE001 - any error is feedback for the reader
-        fail(f"calling reptile_step(theta [2], 3 tasks, alpha=0.2, steps=4, beta=0.3) raised {type(exc).__name__}: {exc}")
+    got = _call(fn, "theta [2], 3 tasks, alpha=0.2, steps=4, beta=0.3", theta.copy(), tasks, alpha, steps, beta)
     if got is None:
         return _todo("your function returns None; return the new θ after one outer step")
-    got = np.asarray(got, dtype=float).reshape(-1)
+    got = as_array(got, "the new θ").reshape(-1)
     if got.shape != theta.shape:
         fail(f"return θ with the same shape as the input, (2,), got {got.shape}")
     expected = quadratic_reptile_step(theta, tasks, alpha, steps, beta)
@@ -128,10 +125,10 @@ def check_coefficients(fn: Callable[[str, int], tuple] | None) -> bool:
                 fail(f"coeffs({algo!r}, {steps}) raised {type(exc).__name__}: {exc}")
             if got is None:
                 return _todo(f"coeffs({algo!r}, {steps}) returns None; return a pair (a, b)")
-            try:
-                a, b = (float(v) for v in got)
-            except (TypeError, ValueError):
+            pair = as_array(got, f"coeffs({algo!r}, {steps})").reshape(-1)
+            if pair.shape != (2,):
                 fail(f"coeffs({algo!r}, {steps}) must return a pair of numbers (a, b), got {got!r}")
+            a, b = float(pair[0]), float(pair[1])
             ea, eb = coefficients(algo, steps)
             if (a, b) == (ea, eb):
                 continue
@@ -181,7 +178,7 @@ def check_largest_avg_grad(answer: dict | Callable[[int], dict] | None, steps: i
                 return _todo("your function returns None; return the answer dictionary for k")
             if not _judge_largest(value, k, quiet=True):
                 return False
-        return _judge_largest(answer(steps), steps, quiet=True) and passed(
+        return _judge_largest(_call(answer, f"k = {steps}", steps), steps, quiet=True) and passed(
             "right for k = 5 and three random k: Reptile's a = k grows with k, MAML's b/a = 2(k−1) is the largest")
     return _judge_largest(answer, steps)
 
@@ -202,10 +199,7 @@ def _judge_largest(answer: dict, steps: int, quiet: bool = False) -> bool:
     if name != "reptile":
         fail(f"{name.upper()}'s AvgGrad coefficient is {coefficients(name, steps)[0]} for every k; one algorithm sums "
              "k step gradients, so its coefficient grows with k")
-    try:
-        a = float(answer["a"])
-    except (TypeError, ValueError):
-        fail(f"'a' must be a number, got {answer['a']!r}")
+    a = as_number(answer["a"], "'a'")
     if a == a_best[1] and a != a_best[0]:
         fail(f"{a:g} is Reptile's b (the AvgGradInner coefficient) for k = {steps}; a multiplies AvgGrad")
     if a != a_best[0]:
@@ -244,10 +238,8 @@ def check_reptile_k1(fn: Callable | None, alpha: float = 0.05) -> bool:
         return _todo("define reptile_k1(model, theta, x, y, alpha) returning θ − φ as a dict")
     forbid_calls(fn, _LIBRARY, "one SGD step and θ − φ")
     net, theta, x, y = _example(random.SystemRandom().randrange(1, 2**31))
-    try:
-        got = fn(net, {name: v.clone() for name, v in theta.items()}, x, y, alpha)
-    except Exception as exc:  # noqa: BLE001
-        fail(f"calling your function raised {type(exc).__name__}: {exc}")
+    got = _call(fn, f"a random network, 6 points, alpha={alpha}", net, {name: v.clone() for name, v in theta.items()},
+                x, y, alpha)
     if got is None:
         return _todo("your function returns None; return the dictionary θ − φ")
     if not isinstance(got, dict) or set(got) != set(theta):
@@ -255,10 +247,11 @@ def check_reptile_k1(fn: Callable | None, alpha: float = 0.05) -> bool:
              f"{sorted(got) if isinstance(got, dict) else type(got).__name__}")
     mse = get_loss("mse")
     g = grad(lambda p: task_loss(net, p, mse, x, y))(theta)
-    flat = lambda d: torch.cat([torch.as_tensor(d[name], dtype=torch.float64).reshape(-1) for name in theta])  # noqa: E731
+    for name, value in got.items():
+        if tuple(as_tensor(value, f"entry {name!r}").shape) != tuple(theta[name].shape):
+            fail(f"entry {name!r} must have the shape of the parameter, {tuple(theta[name].shape)}")
+    flat = lambda d: torch.cat([as_tensor(d[name], f"entry {name!r}").reshape(-1) for name in theta])  # noqa: E731
     got_v, g_v, th_v = flat(got), flat(g), flat(theta)
-    if got_v.shape != g_v.shape:
-        fail("each entry must have the shape of the matching parameter")
     if torch.allclose(got_v, g_v, atol=1e-10):
         fail("that is the gradient ∇L(θ) itself; θ − φ with φ = θ − α∇L(θ) carries a factor α")
     if torch.allclose(got_v, -alpha * g_v, atol=1e-10):

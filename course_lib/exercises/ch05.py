@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_number, as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_scoring", "check_eap", "check_inner_step"]
 
@@ -35,7 +35,7 @@ def check_scoring(fn: Callable | None) -> bool:
     out = _call(fn, f"chosen={chosen.tolist()}, keys={keys}", chosen.clone(), list(keys))
     if out is None:
         return _todo("your function returns None; return the scored tensor")
-    out = torch.as_tensor(out)
+    out = as_tensor(out, "the scores", dtype=None)
     if tuple(out.shape) != tuple(want.shape):
         fail(f"return one score per learner and item, shape {tuple(want.shape)}; got {tuple(out.shape)}")
     if not out.is_floating_point():
@@ -76,10 +76,7 @@ def check_eap(fn: Callable | None) -> bool:
         out = _call(fn, f"items={items}, answers={answers}", _A.clone(), _B.clone(), it, ans)
         if out is None:
             return _todo("your function returns None; return the posterior mean as a float")
-        try:
-            got = float(out)
-        except (TypeError, ValueError):
-            fail(f"return one number (the posterior mean), got {type(out).__name__} {out!r}")
+        got = as_number(out, "the posterior mean")
         want, _ = eap_ability(_A, _B, it, ans)
         if math.isnan(got):
             fail("your posterior mean is NaN: normalise the posterior weights (divide by their sum), and "
@@ -129,7 +126,7 @@ def check_inner_step(fn: Callable | None) -> bool:
                     it, ans, alpha)
         if out is None:
             return _todo("your function returns None; return the adapted ability")
-        got = float(torch.as_tensor(out).reshape(-1)[0])
+        got = as_number(out, "the adapted ability")
         if abs(got - want) < 1e-4:
             continue
         step = want - 0.3

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from course_lib.baselines import matrix_factorization as _mf
-from course_lib.exercises import fail, passed, todo
+from course_lib.exercises import as_array, as_number, call, fail, passed, todo
 from course_lib.exercises.guard import forbid_calls
 from course_lib.metrics import ndcg_at_k
 
@@ -36,13 +36,10 @@ def check_popularity(popularity: Callable | None) -> bool:
     want = {lam: np.array([mu + (14 - 3 * mu) / (3 + lam), mu + (1 - mu) / (1 + lam),
                            mu + (6 - 2 * mu) / (2 + lam), mu]) for lam in (0.0, 2.0)}
     for lam, expected in want.items():
-        try:
-            out = popularity(lect, r, 4, lam)
-        except Exception as err:  # noqa: BLE001 - report any error from the reader's code
-            fail(f"popularity(...) raised {type(err).__name__}: {err}")
+        out = call(popularity, f"6 ratings of 4 lecturers, shrinkage={lam}", lect, r, 4, lam)
         if out is None:
             return todo("popularity(...) returns None: fill in its body")
-        got = np.asarray(out, dtype=float)
+        got = as_array(out, "popularity's result")
         if got.shape != (4,):
             fail(f"return one value per lecturer: expected shape (4,), got {got.shape}")
         if np.isnan(got[3]):
@@ -60,7 +57,7 @@ def check_ndcg(value: float | None) -> bool:
     """Exercise 3: nDCG@3 of :data:`NDCG_EXAMPLE` computed by hand (gain = rating, log2 discount)."""
     if value is None:
         return todo("compute nDCG@3 of NDCG_EXAMPLE by hand")
-    value = float(value)
+    value = as_number(value, "your nDCG@3")
     right = ndcg_at_k(NDCG_EXAMPLE["ratings"], NDCG_EXAMPLE["scores"], k=3)
     r = np.asarray(NDCG_EXAMPLE["ratings"])
     dcg = float((r[:3] / np.log2(np.arange(2, 5))).sum())
@@ -91,13 +88,10 @@ def check_fold_in(fold_in: Callable | None) -> bool:
              (np.full(20, float(rng.uniform(0.5, 1.5))), float(rng.uniform(1, 8))),
              (rng.normal(0.0, 1.0, size=2), 0.0)]
     for res, lam in cases:
-        try:
-            out = fold_in(res, lam)
-        except Exception as err:  # noqa: BLE001
-            fail(f"fold_in(...) raised {type(err).__name__}: {err}")
+        out = call(fold_in, f"{len(res)} residuals, reg_bias={lam:.3f}", res, lam)
         if out is None:
             return todo("fold_in(...) returns None: fill in its body")
-        got = float(out)
+        got = as_number(out, "the offset b_u")
         want = res.sum() / (len(res) + lam)
         if np.isclose(got, res.mean()) and not np.isclose(got, want):
             fail("that is the plain mean residual: with 1 rating it trusts a single noisy rating fully. "
@@ -120,13 +114,10 @@ def check_posterior_interest(posterior: Callable | None) -> bool:
     cases = [(0.2, 0.5, np.array([1.0]), 0.25), (0.2, 0.5, np.array([1.0, 0.4, 1.3]), 0.25),
              (-0.1, 2.0, np.array([0.5] * 30), 0.25), (0.3, 0.5, np.array([]), 0.25)]
     for m, s2, y, noise in cases:
-        try:
-            out = posterior(m, s2, y, noise)
-        except Exception as err:  # noqa: BLE001 - report any error from the reader's code
-            fail(f"posterior({m}, {s2}, {y.tolist()}, {noise}) raised {type(err).__name__}: {err}")
+        out = call(posterior, f"posterior({m}, {s2}, {y.tolist()}, {noise})", m, s2, y, noise)
         if out is None:
             return todo("posterior(...) returns None: fill in its body")
-        got, want = float(out), (m / s2 + y.sum() / noise) / (1 / s2 + len(y) / noise)
+        got, want = as_number(out, "the posterior mean"), (m / s2 + y.sum() / noise) / (1 / s2 + len(y) / noise)
         if len(y) and np.isclose(got, y.mean()) and not np.isclose(got, want):
             fail("that is the mean rating: it ignores the prior. Weigh the prior mean by 1/s² and the ratings by 1/σ²")
         if np.isnan(got):

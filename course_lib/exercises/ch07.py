@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises import as_array, as_number, fail, passed, todo as _todo
 
 __all__ = ["check_item_information", "check_next_item", "check_bkt_update", "check_em_step", "check_plan_one_skill",
            "check_feedback_posterior"]
@@ -23,15 +23,6 @@ def _call(fn: Callable, *args, what: str):
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - any failure is the reader's answer
         fail(f"calling your function {what} raised {type(exc).__name__}: {exc}")
-
-
-def _array(value, name: str) -> np.ndarray:
-    try:
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        return np.asarray(value, dtype=float)
-    except Exception as exc:  # noqa: BLE001
-        fail(f"{name} could not be turned into an array ({exc}); return a NumPy array or a torch.Tensor")
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -52,7 +43,7 @@ def check_item_information(fn: Callable | None) -> bool:
     got = _call(fn, theta, a, b, what="with theta [7, 1] and a, b [9]")
     if got is None:
         return _todo("your function returns None; return a² p (1 − p)")
-    got = _array(got, "the result")
+    got = as_array(got, "the result")
     expected = fisher_information(torch.tensor(theta), torch.tensor(a), torch.tensor(b)).numpy()
     if got.shape != expected.shape:
         fail(f"theta [7, 1] with a, b [9] must broadcast to [7, 9], got {got.shape}")
@@ -135,7 +126,7 @@ def check_bkt_update(fn: Callable | None) -> bool:
         got = _call(fn, p, y, learn, guess, slip, forget, what=f"with p={p}, correct={y}")
         if got is None:
             return _todo("your function returns None; return the updated probability")
-        got = float(_array(got, "the result"))
+        got = as_number(got, "the updated probability")
         # the course's exact filter on a one-skill curriculum must give the same number
         cur = Curriculum(("s",), ((),), (1.0,))
         pol = ThompsonPolicy(cur, np.array([[p, learn, guess, slip, forget]]))
@@ -173,7 +164,7 @@ def check_em_step(fn: Callable | None) -> bool:
     got = _call(fn, lik.copy(), w.copy(), what="with lik [50, 6] and w [6]")
     if got is None:
         return _todo("your function returns None; return the new weights [H]")
-    got = _array(got, "the result")
+    got = as_array(got, "the result")
     post = w * lik / (lik @ w)[:, None]
     expected = post.mean(0)
     if got.shape != (6,):
@@ -209,7 +200,7 @@ def check_plan_one_skill(fn: Callable | None) -> bool:
         got = _call(fn, learn, forget, depth, what=f"with learn={learn}, forget={forget}, depth={depth}")
         if got is None:
             return _todo("your function returns None; return [Q(z=0), Q(z=1)]")
-        got = _array(got, "the result").ravel()
+        got = as_array(got, "the result").ravel()
         want = plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), depth)[0, :, 0]
         if got.shape != (2,):
             fail(f"return two values, Q for z = 0 and z = 1; got shape {got.shape}")
@@ -240,7 +231,7 @@ def check_feedback_posterior(fn: Callable | None) -> bool:
     got = _call(fn, prior.copy(), profiles.copy(), actions.copy(), rewards.copy(), what="with K = 3, T = 12")
     if got is None:
         return _todo("your function returns None; return the posterior [K]")
-    got = _array(got, "the result").ravel()
+    got = as_array(got, "the result").ravel()
     policy = MixtureThompson(profiles, prior[None])
     state = policy.begin(np.zeros(1, int))
     for a, y in zip(actions, rewards):

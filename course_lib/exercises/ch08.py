@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from course_lib.exercises import fail, passed, todo as _todo
+from course_lib.exercises import as_array, as_number, as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_shard_range", "check_union_mean", "check_ring_bytes", "union_mean", "ring_bytes"]
 
@@ -25,13 +25,14 @@ def check_shard_range(fn: Callable | None) -> bool:
     for world, batch in ((2, 8), (4, 32), (3, 9), (1, 5)):
         got = []
         for rank in range(world):
-            try:
-                r = fn(rank, world, batch)
-            except Exception as exc:  # noqa: BLE001 - any error is feedback for the reader
-                fail(f"shard_range({rank}, {world}, {batch}) raised {type(exc).__name__}: {exc}")
+            r = _call(fn, f"shard_range({rank}, {world}, {batch})", rank, world, batch)
             if r is None:
                 return _todo("your function returns None; return (start, stop)")
-            got.append(tuple(int(v) for v in r))
+            pair = as_array(r, f"shard_range({rank}, {world}, {batch})").reshape(-1)
+            if pair.shape != (2,) or not (pair == pair.round()).all():
+                fail(f"shard_range({rank}, {world}, {batch}) must return a pair of task indices (start, stop), "
+                     f"got {r!r}")
+            got.append((int(pair[0]), int(pair[1])))
         size = batch // world
         expected = [(r * size, (r + 1) * size) for r in range(world)]
         if got == expected:
@@ -63,13 +64,10 @@ def check_union_mean(fn: Callable | None) -> bool:
     sizes = [2, 3, 5]
     chunks = torch.split(per_task, sizes)
     means = [c.mean(0) for c in chunks]
-    try:
-        got = fn([m.clone() for m in means], list(sizes))
-    except Exception as exc:  # noqa: BLE001
-        fail(f"combine(3 shard means of shape [3], sizes {sizes}) raised {type(exc).__name__}: {exc}")
+    got = _call(fn, f"3 shard means of shape [3], sizes {sizes}", [m.clone() for m in means], list(sizes))
     if got is None:
         return _todo("your function returns None; return the mean over all tasks")
-    got = torch.as_tensor(got, dtype=torch.float64)
+    got = as_tensor(got, "the combined mean")
     if got.shape != (3,):
         fail(f"return one mean gradient of shape [3], got shape {tuple(got.shape)}")
     if torch.allclose(got, per_task.mean(0), atol=1e-10):
@@ -96,21 +94,19 @@ def check_ring_bytes(fn: Callable | None) -> bool:
         return _todo("define sent_bytes(param_bytes, world) and pass it to the check")
     cases = [(7_052, 8), (7_052, 2), (4_000_000, 4), (100, 1)]
     for p, w in cases:
-        try:
-            got = fn(p, w)
-        except Exception as exc:  # noqa: BLE001
-            fail(f"sent_bytes({p}, {w}) raised {type(exc).__name__}: {exc}")
+        got = _call(fn, f"sent_bytes({p}, {w})", p, w)
         if got is None:
             return _todo("your function returns None; return a number of bytes")
+        got = as_number(got, f"sent_bytes({p}, {w})")
         want = ring_bytes(p, w)
-        if abs(float(got) - want) <= 1e-6 * max(want, 1):
+        if abs(got - want) <= 1e-6 * max(want, 1):
             continue
         for wrong, hint in ((p, "every rank does not send all P bytes once: a ring all_reduce is a "
                                 "reduce-scatter then an all-gather"),
                             (2 * p, "close: each phase sends W−1 chunks of P/W bytes, not P"),
                             ((w - 1) / w * p, "that is one phase (reduce-scatter); the all-gather sends as much again"),
                             (w * p, "the bytes per rank do not grow with W in a ring; that is why it scales")):
-            if abs(float(got) - wrong) <= 1e-6 * max(wrong, 1):
+            if abs(got - wrong) <= 1e-6 * max(wrong, 1):
                 fail(f"for P = {p} bytes and W = {w}: {hint}")
         fail(f"for P = {p} bytes and W = {w} each rank sends 2(W−1)/W · P bytes; you gave {got}")
     return passed("a ring all_reduce sends 2(W−1)/W · P bytes per rank: under 2P whatever the number of ranks")

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_clip_per_learner", "check_weighted_average", "check_per_fedavg_gradient"]
-
-
-def _tensor(value, what: str) -> torch.Tensor:
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        fail(f"{what} should be numbers (a tensor or an array); got {type(value).__name__}")
 
 
 # ------------------------------------------------------------------------------------ exercise 1
@@ -43,7 +35,7 @@ def check_clip_per_learner(fn: Callable | None) -> bool:
     out = _call(fn, "gradients of 6 learners", grads.clone(), clip)
     if out is None:
         return _todo("your function returns None; return the clipped gradients")
-    got = _tensor(out, "the clipped gradients")
+    got = as_tensor(out, "the clipped gradients")
     if got.shape != grads.shape:
         fail(f"return one clipped row per learner, shape {tuple(grads.shape)}; got {tuple(got.shape)}")
     want = clip_per_task({"g": grads}, clip)[0]["g"]
@@ -76,7 +68,7 @@ def check_weighted_average(fn: Callable | None) -> bool:
     out = _call(fn, "three clients' parameters", thetas.clone(), sizes.clone())
     if out is None:
         return _todo("your function returns None; return the averaged parameters")
-    got = _tensor(out, "the averaged parameters")
+    got = as_tensor(out, "the averaged parameters")
     want = aggregate([({"w": t}, float(n)) for t, n in zip(thetas, sizes)])["w"]
     if got.shape != want.shape:
         fail(f"return one vector of {want.numel()} parameters; got shape {tuple(got.shape)}")
@@ -113,7 +105,7 @@ def check_per_fedavg_gradient(fn: Callable | None) -> bool:
     out = _call(fn, "a 4-parameter quadratic", theta.clone(), A.clone(), b.clone(), alpha)
     if out is None:
         return _todo("your function returns None; return the gradient vector")
-    got = _tensor(out, "the gradient")
+    got = as_tensor(out, "the gradient")
     if got.shape != want.shape:
         fail(f"return a vector of {want.numel()} numbers; got shape {tuple(got.shape)}")
     if torch.allclose(got, want, atol=1e-8):

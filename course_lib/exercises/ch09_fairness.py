@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_number, as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_calibration_gap", "check_support_jacobian"]
 
@@ -45,7 +45,7 @@ def check_calibration_gap(fn: Callable | None) -> bool:
         return _todo("your function returns None; return the gap as a number")
     want = float(fairness.metric_frame(y, p, groups, {"ece": fairness.BINARY_METRICS["ece"]}).difference()["ece"])
     overall = float(fairness.BINARY_METRICS["ece"](y, p))
-    got = float(np.asarray(got))
+    got = as_number(got, "the calibration gap")
     if np.isclose(got, overall, atol=1e-9):
         fail("that is the ECE of everyone pooled; compute the ECE of each group separately, then max − min")
     if np.isclose(got, -want, atol=1e-9):
@@ -87,7 +87,7 @@ def check_support_jacobian(fn: Callable | None) -> bool:
                 _A.clone(), _D.clone(), theta0, alpha, xs.clone(), ys.clone(), xq.clone())
     if got is None:
         return _todo("your function returns None; return the [n_query, K] matrix")
-    got = torch.as_tensor(got, dtype=torch.float32)
+    got = as_tensor(got, "the Jacobian", dtype=torch.float32)
     if got.shape != want.shape:
         fail(f"return one row per query item and one column per support answer: shape {tuple(want.shape)}, got "
              f"{tuple(got.shape)}")

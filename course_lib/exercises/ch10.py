@@ -12,16 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from course_lib.exercises import call as _call, fail, passed, todo as _todo
+from course_lib.exercises import as_index, as_tensor, call as _call, fail, passed, todo as _todo
 
 __all__ = ["check_distillation_loss", "check_mean_embedding", "check_served_next_item"]
-
-
-def _tensor(value, what: str) -> torch.Tensor:
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        fail(f"{what} should be numbers (a tensor or an array); got {type(value).__name__}")
 
 
 # ------------------------------------------------------------------------------------ exercise 1
@@ -43,7 +36,7 @@ def check_distillation_loss(fn: Callable | None) -> bool:
         out = _call(fn, f"logits of shape {tuple(z.shape)}", z.clone(), p.clone())
         if out is None:
             return _todo("your function returns None; return the loss as a number")
-        got = _tensor(out, "the loss")
+        got = as_tensor(out, "the loss")
         if got.numel() != 1:
             fail(f"return one number (the mean over learners and items), got shape {tuple(got.shape)}")
         want = float(distillation_loss(z, p))
@@ -78,7 +71,7 @@ def check_mean_embedding(fn: Callable | None) -> bool:
         out = _call(fn, f"items={items}, answers={answers}", table.clone(), it.clone(), ans.clone())
         if out is None:
             return _todo("your function returns None; return the mean embedding")
-        got = _tensor(out, "the mean embedding").float()
+        got = as_tensor(out, "the mean embedding").float()
         if tuple(got.shape) != (width,):
             fail(f"return one vector of width {width}, got shape {tuple(got.shape)}")
         if not items:
@@ -116,14 +109,15 @@ def check_served_next_item(fn: Callable | None) -> bool:
         out = _call(fn, f"answered={answered}", prob.clone(), item_a.clone(), list(answered))
         if out is None:
             return _todo("your function returns None; return the index of the next item")
+        out = as_index(out, "the next item")
         available = torch.ones(1, 12, dtype=torch.bool)
         available[0, answered] = False
         want = int(select_items("max_information", available, info[None])[0])
-        if int(out) in answered:
-            fail(f"item {int(out)} was already answered; never ask an item twice")
-        if int(out) != want:
+        if out in answered:
+            fail(f"item {out} was already answered; never ask an item twice")
+        if out != want:
             by_p = int(torch.where(available[0], -(prob - 0.5).abs(), -torch.inf).argmax())
             hint = (" you picked the item with p closest to ½: that ignores the loadings aⱼ"
-                    if int(out) == by_p else " information is p(1 − p) times the squared norm of the item's row of a")
-            fail(f"with answered={answered} the next item is {want}, got {int(out)};{hint}")
+                    if out == by_p else " information is p(1 − p) times the squared norm of the item's row of a")
+            fail(f"with answered={answered} the next item is {want}, got {out};{hint}")
     return passed("max information over the unanswered items: the rule the service's /next-item applies")
