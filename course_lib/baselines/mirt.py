@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.baselines.irt import answer_counts, grid_log_likelihood, grid_posterior
+from course_lib.baselines.irt import (answer_counts, grid_log_likelihood, grid_posterior,
+                                     maximise_marginal_likelihood)
 
 __all__ = ["MIRTParams", "mirt_grid", "fit_mirt", "mirt_marginal_log_likelihood", "eap_ability_mirt",
            "eap_predict_mirt", "explained_variance"]
@@ -94,21 +95,10 @@ def _fit_torch(r: Tensor, dims: int, max_iter: int, seed: int) -> tuple[Tensor, 
     # Start near a one-factor solution plus a seeded perturbation (breaks the symmetry between dimensions).
     a0 = torch.full((r.shape[1], dims), 1.0 / dims ** 0.5, dtype=torch.float64)
     a = (a0 + 0.3 * torch.randn(r.shape[1], dims, generator=g, dtype=torch.float64)).requires_grad_(True)
-    opt = torch.optim.LBFGS([a, d], lr=1.0, max_iter=max_iter, tolerance_grad=1e-5, tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
-    n = r.shape[0]
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = -mirt_marginal_log_likelihood(r, a, d, nodes, log_w) / n
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        ll = float(mirt_marginal_log_likelihood(r, a, d, nodes, log_w)) / n
-    return a.detach(), d.detach(), {"engine": "torch", "iterations": int(opt.state[opt._params[0]]["n_iter"]),
-                                    "loglik_per_learner": ll}
+    ll, iterations = maximise_marginal_likelihood(lambda: mirt_marginal_log_likelihood(r, a, d, nodes, log_w),
+                                                  [a, d], r.shape[0], max_iter=max_iter, tolerance_grad=1e-5,
+                                                  tolerance_change=1e-10)
+    return a.detach(), d.detach(), {"engine": "torch", "iterations": iterations, "loglik_per_learner": ll}
 
 
 def _fit_irtorch(r: Tensor, dims: int, device: str) -> tuple[Tensor, Tensor, dict]:
