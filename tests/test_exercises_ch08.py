@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from notebook_solutions import notebook_solutions
+
 from course_lib.distributed import Rank, shard
 from course_lib.exercises import ExerciseError, ch08
-from course_lib.tasks import sample_sinusoid_tasks
+from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
+
+SOLUTIONS = notebook_solutions("08")
 
 
 def shard_range(rank, world, meta_batch):
@@ -33,7 +37,7 @@ def test_shard_range_check_agrees_with_the_library():
 
 
 def test_union_mean_check():
-    assert ch08.check_union_mean(ch08.union_mean) is True
+    assert ch08.check_union_mean(SOLUTIONS["combine_solution"]) is True
     assert ch08.check_union_mean(None) is False
     wrong = {"plain mean": lambda m, n: torch.stack(m).mean(0), "sum of the shard": lambda m, n: torch.stack(m).sum(0),
              "shape": lambda m, n: torch.zeros(2), "Σᵣ": lambda m, n: m[0]}
@@ -46,10 +50,44 @@ def test_union_mean_check():
 
 
 def test_ring_bytes_check():
-    assert ch08.check_ring_bytes(ch08.ring_bytes) is True
+    assert ch08.check_ring_bytes(SOLUTIONS["sent_bytes_solution"]) is True
     assert ch08.check_ring_bytes(None) is False
     wrong = {"reduce-scatter then": lambda p, w: p, "not P": lambda p, w: 2 * p, "one phase": lambda p, w: (w - 1) / w * p,
              "do not grow": lambda p, w: w * p, "2\\(W−1\\)": lambda p, w: p / w}
     for match, fn in wrong.items():
         with pytest.raises(ExerciseError, match=match):
             ch08.check_ring_bytes(fn)
+
+
+@pytest.mark.parametrize("check, name", [(ch08.check_shard_range, "shard_range_solution"),
+                                         (ch08.check_union_mean, "combine_solution"),
+                                         (ch08.check_ring_bytes, "sent_bytes_solution")])
+def test_the_notebooks_solutions_pass(check, name, capsys):
+    assert check(SOLUTIONS[name]) is True
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_answers_that_call_the_library_are_rejected():
+    def via_shard(rank, world, meta_batch):
+        ids = torch.arange(meta_batch)[:, None]
+        part = shard(TaskBatch(ids, ids, ids, ids), Rank(rank, world))
+        return int(part.x_support[0]), int(part.x_support[-1]) + 1
+
+    assert via_shard(1, 4, 32) == shard_range(1, 4, 32)  # it would pass on behaviour alone
+    for check, answer, name in [(ch08.check_shard_range, via_shard, "shard"),
+                                (ch08.check_union_mean, lambda m, n: ch08.union_mean(m, n), "union_mean"),
+                                (ch08.check_ring_bytes, lambda p, w: ch08.ring_bytes(p, w), "ring_bytes")]:
+        with pytest.raises(ExerciseError, match=f"your answer calls .*{name}"):
+            check(answer)
+
+
+def test_checks_draw_fresh_inputs_at_every_call():
+    seen = []
+
+    def recording(param_bytes, world):
+        seen.append((param_bytes, world))
+        return 2 * (world - 1) / world * param_bytes
+
+    ch08.check_ring_bytes(recording)
+    ch08.check_ring_bytes(recording)
+    assert seen[:len(seen) // 2] != seen[len(seen) // 2:]

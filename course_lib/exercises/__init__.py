@@ -6,6 +6,7 @@ Every check prints a clear PASS message or raises ``ExerciseError`` with a hint 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,16 @@ import torch
 
 class ExerciseError(AssertionError):
     """Raised by a check when the reader's answer is wrong; the message says what to look at."""
+
+
+def fresh_rng() -> np.random.Generator:
+    """A NumPy generator seeded afresh at every call, so a check's inputs cannot be typed in from the notebook."""
+    return np.random.default_rng(random.SystemRandom().randrange(2**63))
+
+
+def fresh_generator() -> torch.Generator:
+    """A torch generator seeded afresh at every call (the torch twin of `fresh_rng`)."""
+    return torch.Generator().manual_seed(random.SystemRandom().randrange(1, 2**63))
 
 
 def passed(message: str) -> bool:

@@ -2,16 +2,22 @@
 
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None``, and raises ``ExerciseError`` with a
-hint for a wrong answer.
+hint for a wrong answer. Every check draws fresh random inputs at each call and rejects an answer
+that calls the implementation the exercise asks for (`course_lib.distributed`'s sharding, or this
+module's reference answers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-from course_lib.exercises import as_array, as_number, as_tensor, call as _call, fail, passed, todo as _todo
+from course_lib import distributed
+from course_lib.exercises import (as_array, as_number, as_tensor, call as _call, fail, fresh_generator, fresh_rng,
+                                  passed, todo as _todo)
+from course_lib.exercises.guard import forbid_calls
 
 __all__ = ["check_shard_range", "check_union_mean", "check_ring_bytes", "union_mean", "ring_bytes"]
 
@@ -22,7 +28,11 @@ def check_shard_range(fn: Callable | None) -> bool:
     """Exercise 1: ``fn(rank, world, meta_batch) -> (start, stop)``, rank r's tasks [start, stop)."""
     if fn is None:
         return _todo("define shard_range(rank, world, meta_batch) and pass it to the check")
-    for world, batch in ((2, 8), (4, 32), (3, 9), (1, 5)):
+    forbid_calls(fn, {"course_lib.distributed": distributed, "course_lib.distributed.shard": distributed.shard},
+                 "the shard boundaries from r, W and T")
+    rng = fresh_rng()
+    worlds = [int(w) for w in rng.integers(2, 9, size=3)]
+    for world, batch in ((2, 8), (1, 5), *((w, w * int(rng.integers(1, 13))) for w in worlds)):
         got = []
         for rank in range(world):
             r = _call(fn, f"shard_range({rank}, {world}, {batch})", rank, world, batch)
@@ -59,26 +69,31 @@ def check_union_mean(fn: Callable | None) -> bool:
     """Exercise 2: ``fn(shard_means [W tensors], shard_sizes [W ints]) -> mean over all tasks``."""
     if fn is None:
         return _todo("define combine(shard_means, shard_sizes) and pass it to the check")
-    g = torch.Generator().manual_seed(0)
-    per_task = torch.randn(10, 3, generator=g, dtype=torch.float64)
-    sizes = [2, 3, 5]
-    chunks = torch.split(per_task, sizes)
-    means = [c.mean(0) for c in chunks]
-    got = _call(fn, f"3 shard means of shape [3], sizes {sizes}", [m.clone() for m in means], list(sizes))
-    if got is None:
-        return _todo("your function returns None; return the mean over all tasks")
-    got = as_tensor(got, "the combined mean")
-    if got.shape != (3,):
-        fail(f"return one mean gradient of shape [3], got shape {tuple(got.shape)}")
-    if torch.allclose(got, per_task.mean(0), atol=1e-10):
-        return passed("weight each shard's mean by its size: Σ nᵣ·ḡᵣ / Σ nᵣ; with equal shards this is "
-                      "all_reduce(sum) / W")
-    if torch.allclose(got, torch.stack(means).mean(0), atol=1e-10):
-        fail("that is the plain mean of the shard means (what all_reduce / W gives); it equals the mean over "
-             "tasks only when every shard has the same size: weight each shard by its number of tasks")
-    if torch.allclose(got, torch.stack(means).sum(0), atol=1e-10):
-        fail("that is the sum of the shard means; divide, and weight each shard by its size")
-    fail("the mean over all tasks is Σᵣ nᵣ·ḡᵣ / Σᵣ nᵣ")
+    forbid_calls(fn, {"course_lib.exercises.ch08.union_mean": union_mean,
+                      "course_lib.distributed.all_reduce_mean": distributed.all_reduce_mean},
+                 "the weighted mean of the shard means")
+    g, rng = fresh_generator(), fresh_rng()
+    for _ in range(2):
+        world, dim = int(rng.integers(2, 6)), int(rng.integers(3, 7))
+        sizes = [int(n) for n in rng.permutation(rng.choice(np.arange(1, 12), size=world, replace=False))]
+        per_task = torch.randn(sum(sizes), dim, generator=g, dtype=torch.float64)
+        means = [c.mean(0) for c in torch.split(per_task, sizes)]
+        got = _call(fn, f"{world} shard means of shape [{dim}], sizes {sizes}", [m.clone() for m in means], list(sizes))
+        if got is None:
+            return _todo("your function returns None; return the mean over all tasks")
+        got = as_tensor(got, "the combined mean")
+        if got.shape != (dim,):
+            fail(f"return one mean gradient of shape [{dim}], got shape {tuple(got.shape)}")
+        if torch.allclose(got, per_task.mean(0), atol=1e-10):
+            continue
+        if torch.allclose(got, torch.stack(means).mean(0), atol=1e-10):
+            fail("that is the plain mean of the shard means (what all_reduce / W gives); it equals the mean over "
+                 "tasks only when every shard has the same size: weight each shard by its number of tasks")
+        if torch.allclose(got, torch.stack(means).sum(0), atol=1e-10):
+            fail("that is the sum of the shard means; divide, and weight each shard by its size")
+        fail(f"for sizes {sizes} the mean over all tasks is Σᵣ nᵣ·ḡᵣ / Σᵣ nᵣ")
+    return passed("weight each shard's mean by its size: Σ nᵣ·ḡᵣ / Σ nᵣ; with equal shards this is "
+                  "all_reduce(sum) / W")
 
 
 # ------------------------------------------------------------------ exercise 3: bytes on the wire
@@ -92,7 +107,9 @@ def check_ring_bytes(fn: Callable | None) -> bool:
     """Exercise 3: ``fn(param_bytes, world) -> bytes each rank sends per ring all_reduce``."""
     if fn is None:
         return _todo("define sent_bytes(param_bytes, world) and pass it to the check")
-    cases = [(7_052, 8), (7_052, 2), (4_000_000, 4), (100, 1)]
+    forbid_calls(fn, {"course_lib.exercises.ch08.ring_bytes": ring_bytes}, "the bytes of the two ring phases")
+    rng = fresh_rng()
+    cases = [(7_052, 8), (7_052, 2), *((int(rng.integers(1_000, 10_000_000)), int(rng.integers(3, 65))) for _ in range(3)), (100, 1)]
     for p, w in cases:
         got = _call(fn, f"sent_bytes({p}, {w})", p, w)
         if got is None:
