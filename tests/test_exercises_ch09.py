@@ -60,3 +60,51 @@ def test_average_slips(fn, words):
 def test_per_fedavg_slips(fn, words):
     with pytest.raises(ExerciseError, match=words):
         ch09.check_per_fedavg_gradient(fn)
+
+
+# ----------------------------------------------------------------------------- the notebook's own solutions
+from notebook_solutions import notebook_solutions  # noqa: E402
+
+SOLUTIONS = notebook_solutions("09")
+
+
+@pytest.mark.parametrize("check, name", [(ch09.check_clip_per_learner, "clip_per_learner_solution"),
+                                         (ch09.check_weighted_average, "server_average_solution"),
+                                         (ch09.check_per_fedavg_gradient, "per_fedavg_gradient_solution")])
+def test_the_notebooks_solutions_pass(check, name, capsys):
+    assert check(SOLUTIONS[name]) is True
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_answers_that_call_the_library_are_rejected():
+    from course_lib.algorithms.private import clip_per_task
+    from course_lib.federated.core import aggregate
+
+    def via_clip_per_task(grads, C):
+        return clip_per_task({"g": grads}, C)[0]["g"]
+
+    def via_aggregate(thetas, sizes):
+        return aggregate([({"w": t}, float(n)) for t, n in zip(thetas, sizes)])["w"]
+
+    def via_autograd(theta, A, b, alpha):
+        def f(t):
+            return 0.5 * t @ A @ t - b @ t
+        return torch.func.grad(lambda t: f(t - alpha * torch.func.grad(f)(t)))(theta)
+
+    for check, answer, name in [(ch09.check_clip_per_learner, via_clip_per_task, "clip_per_task"),
+                                (ch09.check_weighted_average, via_aggregate, "aggregate"),
+                                (ch09.check_per_fedavg_gradient, via_autograd, "torch.func.grad")]:
+        with pytest.raises(ExerciseError, match=f"your answer calls .*{name}"):
+            check(answer)
+
+
+def test_checks_draw_fresh_inputs_at_every_call():
+    seen = []
+
+    def recording(thetas, sizes):
+        seen.append(thetas.clone())
+        return (sizes[:, None] * thetas).sum(0) / sizes.sum()
+
+    ch09.check_weighted_average(recording)
+    ch09.check_weighted_average(recording)
+    assert seen[0].shape != seen[1].shape or not torch.equal(seen[0], seen[1])

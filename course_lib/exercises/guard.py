@@ -41,8 +41,8 @@ def _names(fn: types.FunctionType) -> set[str]:
 def referenced_objects(fn: Callable[..., Any], *, depth: int = 3) -> list[tuple[str, Any]]:
     """Every (name, object) the function can reach by name: globals, closure cells, attributes.
 
-    Attribute chains such as ``algorithms.inner_adapt`` are resolved one level deep
-    (``module.name`` for every module the function references). Helper functions that live in the
+    Attribute chains such as ``algorithms.inner_adapt`` or ``torch.func.jacrev`` are resolved up to two
+    modules deep (``module.name`` and ``module.sub.name`` for every module the function references). Helper functions that live in the
     same namespace (the notebook's own functions) are followed up to ``depth`` levels.
     """
     found: list[tuple[str, Any]] = []
@@ -65,8 +65,10 @@ def referenced_objects(fn: Callable[..., Any], *, depth: int = 3) -> list[tuple[
                     continue
         objects = [(n, scope[n]) for n in names if n in scope]
         modules = [obj for _, obj in objects if isinstance(obj, types.ModuleType)]
-        for module in modules:
-            objects += [(f"{module.__name__}.{n}", getattr(module, n)) for n in names if hasattr(module, n)]
+        for _ in range(2):                  # ``torch.func.jacrev``: a module's submodule's function
+            reached = [(f"{m.__name__}.{n}", getattr(m, n)) for m in modules for n in names if hasattr(m, n)]
+            objects += reached
+            modules = [obj for _, obj in reached if isinstance(obj, types.ModuleType)]
         for name, obj in objects:
             found.append((name, obj))
             if isinstance(obj, types.FunctionType) and obj.__globals__ is f.__globals__:
