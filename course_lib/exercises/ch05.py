@@ -2,7 +2,9 @@
 
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None`` (or the function returns None), and
-raises ``ExerciseError`` with a hint for a wrong answer.
+raises ``ExerciseError`` with a hint for a wrong answer. Every check draws fresh random inputs at each
+call and compares with its own reference; exercises 2 and 3 reject an answer that calls the
+implementation they ask for (`irt.eap_ability` and its relatives, `MAML`'s adaptation, autograd).
 """
 
 from __future__ import annotations
@@ -13,7 +15,22 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from course_lib.exercises import as_number, as_tensor, call as _call, fail, passed, todo as _todo
+from course_lib import algorithms
+from course_lib.baselines import irt
+from course_lib.exercises import as_number, as_tensor, call as _call, fail, fresh_generator, passed, todo as _todo
+from course_lib.exercises.guard import forbid_calls
+
+#: What exercise 2 asks the reader to write: the posterior mean on a grid.
+_EAP = {"course_lib.baselines.irt.eap_ability": irt.eap_ability,
+        "course_lib.baselines.irt.eap_ability_batch": irt.eap_ability_batch,
+        "course_lib.baselines.irt.eap_predict": irt.eap_predict,
+        "course_lib.baselines.irt.grid_posterior": irt.grid_posterior,
+        "course_lib.baselines.irt.posterior_predictive_batch": irt.posterior_predictive_batch}
+#: What exercise 3 asks for: the inner step by hand, not MAML's adaptation or autograd's gradient.
+_INNER = {"course_lib.algorithms.MAML": algorithms.MAML, "course_lib.algorithms.inner_adapt": algorithms.inner_adapt,
+          "course_lib.algorithms.adapt_batch": algorithms.adapt_batch,
+          "torch.func.grad": torch.func.grad, "torch.autograd.grad": torch.autograd.grad,
+          "torch.autograd.backward": torch.autograd.backward}
 
 __all__ = ["check_scoring", "check_eap", "check_inner_step"]
 
@@ -28,10 +45,16 @@ def check_scoring(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define score(chosen, keys) and pass it to the check")
-    nan = float("nan")
-    chosen = torch.tensor([[0.0, 2.0, nan, 1.0], [3.0, nan, 4.0, 1.0], [0.0, 1.0, 2.0, nan]])
-    keys = [0, 1, 4, 1]
-    want = torch.tensor([[1.0, 0.0, nan, 1.0], [0.0, nan, 1.0, 1.0], [1.0, 1.0, 0.0, nan]])
+    g = fresh_generator()
+    learners, n_items = (int(v) for v in torch.randint(3, 7, (2,), generator=g))
+    keys = torch.randint(0, 5, (n_items,), generator=g).tolist()
+    chosen = torch.randint(0, 5, (learners, n_items), generator=g).float()
+    chosen[0] = torch.tensor(keys, dtype=torch.float32)                 # one learner with every answer right
+    chosen[1, 0] = float((keys[0] + 1) % 5)                              # and at least one wrong answer
+    chosen[torch.rand(learners, n_items, generator=g) < 0.25] = float("nan")
+    chosen[2, -1] = float("nan")                                         # at least one missing answer
+    want = (chosen == torch.tensor(keys, dtype=torch.float32)).float()
+    want[torch.isnan(chosen)] = float("nan")
     out = _call(fn, f"chosen={chosen.tolist()}, keys={keys}", chosen.clone(), list(keys))
     if out is None:
         return _todo("your function returns None; return the scored tensor")
@@ -56,49 +79,52 @@ def check_scoring(fn: Callable | None) -> bool:
 
 # ------------------------------------------------------------------------------------ exercise 2
 
-_A = torch.tensor([1.2, 0.7, 2.0, 1.0, 0.4, 1.5])
-_B = torch.tensor([-0.5, 0.3, 1.1, 0.0, -1.5, 0.8])
-_CASES = [([0, 1, 2], [1.0, 0.0, 1.0]), ([2, 3, 5], [1.0, 1.0, 1.0]), ([4], [0.0]),
-          ([0, 1, 2, 3, 4, 5], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0])]
+def _grid_posterior_mean(a: Tensor, b: Tensor, items: Tensor, answers: Tensor, prior: bool = True) -> float:
+    """Private reference of exercise 2: E[θ | answers] on a fine grid (without the N(0, 1) prior if ``prior=False``)."""
+    t = torch.linspace(-6, 6, 481, dtype=torch.float64)
+    p = torch.sigmoid(a[items].double()[:, None] * (t - b[items].double()[:, None]))
+    y = answers.double()[:, None]
+    log_post = (y * p.log() + (1 - y) * (1 - p).log()).sum(0) - (t * t / 2 if prior else 0)
+    return float((torch.softmax(log_post, 0) * t).sum())
 
 
 def check_eap(fn: Callable | None) -> bool:
     """Exercise 2: ``fn(a, b, items, answers) -> E[θ | answers]`` under a N(0, 1) prior, 2PL items.
 
-    Right: within 0.01 of `course_lib.baselines.irt.eap_ability` on several answer patterns.
+    Right: within 0.01 of the posterior mean on a fine grid (what `course_lib.baselines.irt.eap_ability`
+    computes, which the answer may not call), on fresh items and answer patterns.
     """
-    from course_lib.baselines.irt import eap_ability
-
     if fn is None:
         return _todo("define eap(a, b, items, answers) and pass it to the check")
-    for items, answers in _CASES:
-        it, ans = torch.tensor(items), torch.tensor(answers)
-        out = _call(fn, f"items={items}, answers={answers}", _A.clone(), _B.clone(), it, ans)
+    forbid_calls(fn, _EAP, "the posterior mean on a grid")
+    g = fresh_generator()
+    n_items = int(torch.randint(6, 11, (1,), generator=g))
+    a = 0.4 + 1.6 * torch.rand(n_items, generator=g)
+    b = torch.randn(n_items, generator=g)
+    few = torch.randperm(n_items, generator=g)[:3]
+    cases = [(few, torch.tensor([1.0, 0.0, 1.0])), (few, torch.ones(3)), (few[:1], torch.zeros(1)),
+             (torch.arange(n_items), (torch.rand(n_items, generator=g) < 0.3).float())]
+    for it, ans in cases:
+        items, answers = it.tolist(), ans.tolist()
+        out = _call(fn, f"items={items}, answers={answers}", a.clone(), b.clone(), it.clone(), ans.clone())
         if out is None:
             return _todo("your function returns None; return the posterior mean as a float")
         got = as_number(out, "the posterior mean")
-        want, _ = eap_ability(_A, _B, it, ans)
+        want = _grid_posterior_mean(a, b, it, ans)
         if math.isnan(got):
             fail("your posterior mean is NaN: normalise the posterior weights (divide by their sum), and "
                  "work with log-likelihoods if products of many probabilities underflow")
         if abs(got - want) > 0.01:
-            flat = _flat_prior_mean(it, ans)
+            flat = _grid_posterior_mean(a, b, it, ans, prior=False)
             hint = ("it matches a flat prior: multiply the likelihood by the N(0, 1) density on the grid"
                     if abs(got - flat) < 0.02 else
                     "more correct answers must raise the ability: P(correct) = σ(a(θ − b)), not σ(a(b − θ))"
-                    if (got - 0) * (want - 0) < 0 else
+                    if abs(got + want) < 0.02 and abs(want) > 0.02 else
                     "posterior ∝ prior(θ) × Π_j p_j(θ)^y_j (1 − p_j(θ))^(1 − y_j) on a fine grid (e.g. 121 "
                     "points on [−6, 6]); the mean is Σ θ·posterior / Σ posterior")
             fail(f"for items {items} with answers {answers} the posterior mean is {want:.3f}, you got {got:.3f}; {hint}")
-    return passed("your EAP ability agrees with course_lib.baselines.irt.eap_ability on 4 answer patterns")
-
-
-def _flat_prior_mean(items: Tensor, answers: Tensor) -> float:
-    t = torch.linspace(-6, 6, 241, dtype=torch.float64)
-    p = torch.sigmoid(_A[items].double()[:, None] * (t - _B[items].double()[:, None]))
-    ll = (answers.double()[:, None] * p.log() + (1 - answers.double()[:, None]) * (1 - p).log()).sum(0)
-    w = torch.softmax(ll, 0)
-    return float((w * t).sum())
+    return passed("your EAP ability agrees with the posterior mean on a fine grid (as irt.eap_ability) on 4 fresh "
+                  "answer patterns")
 
 
 # ------------------------------------------------------------------------------------ exercise 3
@@ -110,32 +136,37 @@ def check_inner_step(fn: Callable | None) -> bool:
     the *mean* binary cross-entropy of σ(a_j · ability + d_j). Right: equals
     ``MAML(model, loss="bce", alpha=alpha, steps=1, adapt=["ability"]).adapt(items, answers)``.
     """
-    from course_lib.algorithms import MAML
-    from course_lib.models.meta_irt import MetaIRT
-
     if fn is None:
         return _todo("define inner_step(ability, a, d, items, answers, alpha) and pass it to the check")
-    model = MetaIRT(6, dims=1, init_d=torch.tensor([0.5, -0.3, 1.0, 0.0, -1.2, 0.4]), seed=3)
-    with torch.no_grad():
-        model.ability.fill_(0.3)
-    a, d = model.item_a.detach()[:, 0].clone(), model.item_d.detach().clone()
-    for items, answers, alpha in (([0, 2, 5], [1.0, 0.0, 1.0], 0.8), ([1, 3], [0.0, 0.0], 2.0), ([4], [1.0], 0.5)):
-        it, ans = torch.tensor(items), torch.tensor(answers)
-        want = float(MAML(model, loss="bce", alpha=alpha, steps=1, adapt=["ability"]).adapt(it, ans)["ability"])
-        out = _call(fn, f"ability=0.3, items={items}, answers={answers}, alpha={alpha}", 0.3, a.clone(), d.clone(),
-                    it, ans, alpha)
+    forbid_calls(fn, _INNER, "one gradient step on the ability from the formula")
+    g = fresh_generator()
+    n_items = int(torch.randint(5, 10, (1,), generator=g))
+    a, d = 0.4 + 1.6 * torch.rand(n_items, generator=g), torch.randn(n_items, generator=g)
+    theta0 = float(torch.randn(1, generator=g) * 0.5)
+    draws = []
+    for k in (3, 2, 1):
+        it = torch.randperm(n_items, generator=g)[:k]
+        ans = torch.randint(0, 2, (k,), generator=g).float()
+        draws.append((it, ans, float(0.5 + 1.5 * torch.rand(1, generator=g))))
+    draws[0][1][0], draws[0][1][1] = 1.0, 0.0           # a right and a wrong answer in the first support set
+    for it, ans, alpha in draws:
+        items, answers = it.tolist(), ans.tolist()
+        p = torch.sigmoid(a[it] * theta0 + d[it])
+        want = theta0 + alpha * float((a[it] * (ans - p)).mean())
+        out = _call(fn, f"ability={theta0:.3f}, items={items}, answers={answers}, alpha={alpha:.3f}", theta0,
+                    a.clone(), d.clone(), it.clone(), ans.clone(), alpha)
         if out is None:
             return _todo("your function returns None; return the adapted ability")
         got = as_number(out, "the adapted ability")
         if abs(got - want) < 1e-4:
             continue
-        step = want - 0.3
-        if abs((got - 0.3) + step) < 1e-4:
+        step = want - theta0
+        if abs((got - theta0) + step) < 1e-4:
             fail(f"your step has the wrong sign (got {got:.4f}, want {want:.4f}): φ = θ − α ∇L and "
                  "∇L = −mean_j a_j (y_j − p_j), so a correct answer must raise the ability")
-        if abs((got - 0.3) - len(items) * step) < 1e-4:
+        if abs((got - theta0) - len(items) * step) < 1e-4 and len(items) > 1:
             fail(f"you summed over the support answers (got {got:.4f}, want {want:.4f}); the loss is the mean "
                  "over the K answers, so divide by K")
-        fail(f"for items {items}, answers {answers}, α = {alpha} the adapted ability is {want:.4f}, you got "
+        fail(f"for items {items}, answers {answers}, α = {alpha:.3f} the adapted ability is {want:.4f}, you got "
              f"{got:.4f}; p_j = σ(a_j·θ + d_j), φ = θ + α · mean_j a_j (y_j − p_j)")
-    return passed("your hand-written inner step equals course_lib's MAML.adapt: it is an ability update")
+    return passed("your hand-written inner step is what course_lib's MAML.adapt computes: an ability update")
