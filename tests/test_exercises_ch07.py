@@ -137,6 +137,119 @@ def test_feedback_posterior_right_and_wrong():
     assert ch07.check_feedback_posterior(None) is False
     assert ch07.check_feedback_posterior(feedback_posterior) is True
     with pytest.raises(ExerciseError, match="forgot the prior"):
-        ch07.check_feedback_posterior(lambda prior, prof, a, y: feedback_posterior(np.ones(3), prof, a, y))
+        ch07.check_feedback_posterior(lambda prior, prof, a, y: feedback_posterior(np.ones(len(prior)), prof, a, y))
     with pytest.raises(ExerciseError, match="sums to"):
         ch07.check_feedback_posterior(lambda prior, prof, a, y: 2 * feedback_posterior(prior, prof, a, y))
+
+
+# ----------------------------------------------------------------------------- the private references
+
+def test_private_references_agree_with_course_lib():
+    import torch
+
+    from course_lib.adaptive.classroom import Curriculum
+    from course_lib.adaptive.feedback import MixtureThompson
+    from course_lib.adaptive.planning import plan_values
+    from course_lib.adaptive.policies import ThompsonPolicy
+    from course_lib.baselines.irt import fisher_information
+
+    rng = np.random.default_rng(0)
+    theta, a, b = rng.normal(size=(5, 1)), rng.uniform(0.4, 2.5, 7), rng.normal(size=7)
+    assert np.allclose(item_information(theta, a, b),
+                       fisher_information(torch.tensor(theta), torch.tensor(a), torch.tensor(b)).numpy())
+    one = Curriculum(("s",), ((),), (1.0,))
+    for p, y, learn, guess, slip, forget in [(0.3, 1, 0.2, 0.2, 0.1, 0.0), (0.8, 0, 0.1, 0.25, 0.05, 0.05)]:
+        pol = ThompsonPolicy(one, np.array([[p, learn, guess, slip, forget]]))
+        state = pol.update(pol.begin(1, np.zeros(1, int)), np.zeros(1, int), np.array([y]))
+        assert np.isclose(pol.mastery_estimate(state)[0, 0], ch07._bkt_reference(p, y, learn, guess, slip, forget))
+    for learn, forget, depth in [(0.3, 0.0, 2), (0.2, 0.05, 5), (0.5, 0.1, 12)]:
+        want = plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), depth)[0, :, 0]
+        assert np.allclose(ch07._plan_one_skill(learn, forget, depth), want)
+    profiles, prior = rng.uniform(0.1, 0.9, (3, 4)), np.array([0.5, 0.3, 0.2])
+    actions, rewards = rng.integers(0, 4, 12), rng.integers(0, 2, 12)
+    policy = MixtureThompson(profiles, prior[None])
+    state = policy.begin(np.zeros(1, int))
+    for act, y in zip(actions, rewards):
+        state = policy.update(state, np.array([act]), np.array([y]))
+    tracked = np.exp(state["log_w"][0] - state["log_w"][0].max())
+    assert np.allclose(feedback_posterior(prior, profiles, actions, rewards), tracked / tracked.sum())
+
+
+# ----------------------------------------------------------------------------- the notebook's own solutions
+from notebook_solutions import notebook_solutions  # noqa: E402
+
+SOLUTIONS = notebook_solutions("07")
+
+
+@pytest.mark.parametrize("check, name", [(ch07.check_item_information, "item_information_solution"),
+                                         (ch07.check_next_item, "next_item_solution"),
+                                         (ch07.check_bkt_update, "bkt_update_solution"),
+                                         (ch07.check_em_step, "em_step_solution"),
+                                         (ch07.check_plan_one_skill, "plan_one_skill_solution"),
+                                         (ch07.check_feedback_posterior, "feedback_posterior_solution")])
+def test_the_notebooks_solutions_pass(check, name, capsys):
+    assert check(SOLUTIONS[name]) is True
+    assert "PASS" in capsys.readouterr().out
+
+
+def _via_library():
+    """One answer per exercise that gets the right numbers by calling course_lib's implementation."""
+    import torch
+
+    from course_lib.adaptive.cat import select_items
+    from course_lib.adaptive.classroom import ClassroomLogs, Curriculum, meta_learn_prior  # noqa: F401
+    from course_lib.adaptive.feedback import MixtureThompson
+    from course_lib.adaptive.planning import plan_values
+    from course_lib.adaptive.policies import ThompsonPolicy
+    from course_lib.baselines.irt import fisher_information
+
+    def information(theta, a, b):
+        return fisher_information(torch.tensor(theta), torch.tensor(a), torch.tensor(b)).numpy()
+
+    def next_(theta_hat, a, b, asked):
+        info = a ** 2 / (4 * np.cosh(a * (theta_hat - b) / 2) ** 2)
+        available = torch.ones(1, len(a), dtype=torch.bool)
+        available[0, list(asked)] = False
+        return int(select_items("max_information", available, torch.tensor(info[None])).item())
+
+    def bkt(p, y, learn, guess, slip, forget):
+        pol = ThompsonPolicy(Curriculum(("s",), ((),), (1.0,)), np.array([[p, learn, guess, slip, forget]]))
+        state = pol.update(pol.begin(1, np.zeros(1, int)), np.zeros(1, int), np.array([y]))
+        return float(pol.mastery_estimate(state)[0, 0])
+
+    def em(lik, w):
+        return meta_learn_prior(lik, w)   # any call of it is rejected before it runs
+
+    def plan(learn, forget, depth):
+        return plan_values(Curriculum(("s",), ((),), (1.0,)), np.array([[0.2, learn, 0.1, 0.1, forget]]), depth)[0, :, 0]
+
+    def posterior(prior, profiles, actions, rewards):
+        policy = MixtureThompson(profiles, prior[None])
+        state = policy.begin(np.zeros(1, int))
+        for act, y in zip(actions, rewards):
+            state = policy.update(state, np.array([act]), np.array([y]))
+        w = np.exp(state["log_w"][0] - state["log_w"][0].max())
+        return w / w.sum()
+
+    return [(ch07.check_item_information, information, "fisher_information"),
+            (ch07.check_next_item, next_, "select_items"), (ch07.check_bkt_update, bkt, "ThompsonPolicy"),
+            (ch07.check_em_step, em, "meta_learn_prior"), (ch07.check_plan_one_skill, plan, "plan_values"),
+            (ch07.check_feedback_posterior, posterior, "MixtureThompson")]
+
+
+def test_answers_that_call_the_library_are_rejected():
+    for check, answer, name in _via_library():
+        with pytest.raises(ExerciseError, match=f"your answer calls .*{name}"):
+            check(answer)
+
+
+def test_checks_draw_fresh_inputs_at_every_call():
+    seen = []
+
+    def recording(lik, w):
+        seen.append(lik.copy())
+        return em_step(lik, w)
+
+    ch07.check_em_step(recording)
+    ch07.check_em_step(recording)
+    assert seen[0].shape != seen[1].shape or not np.array_equal(seen[0], seen[1])

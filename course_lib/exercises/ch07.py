@@ -2,7 +2,9 @@
 
 Each check returns True with a PASS message for a right answer, returns False with a reminder
 when the answer is still the unfilled placeholder ``None`` (or a function that returns ``None``),
-and raises ``ExerciseError`` with a hint for a wrong answer.
+and raises ``ExerciseError`` with a hint for a wrong answer. Every check draws fresh random inputs at
+each call, compares with a private reference (the tests check each reference against the
+`course_lib.adaptive` code it mirrors), and rejects an answer that calls that code.
 """
 
 from __future__ import annotations
@@ -10,9 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from course_lib.exercises import as_array, as_number, fail, passed, todo as _todo
+from course_lib.adaptive import cat, classroom, feedback, planning, policies
+from course_lib.baselines import irt
+from course_lib.exercises import as_array, as_number, fail, fresh_rng, passed, todo as _todo
+from course_lib.exercises.guard import forbid_calls
+
+_INFORMATION = {"course_lib.baselines.irt.fisher_information": irt.fisher_information,
+                "course_lib.adaptive.cat.select_items": cat.select_items}
+_BELIEF = {"course_lib.adaptive.policies.ThompsonPolicy": policies.ThompsonPolicy,
+           "course_lib.adaptive.policies.OraclePolicy": policies.OraclePolicy,
+           "course_lib.adaptive.classroom.JointBelief": classroom.JointBelief}
 
 __all__ = ["check_item_information", "check_next_item", "check_bkt_update", "check_em_step", "check_plan_one_skill",
            "check_feedback_posterior"]
@@ -34,20 +44,20 @@ def check_item_information(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define item_information(theta, a, b) and pass it to the check")
-    from course_lib.baselines.irt import fisher_information
-
-    rng = np.random.default_rng(0)
-    theta = np.linspace(-3, 3, 7)[:, None]
-    a = rng.uniform(0.4, 2.5, 9)
-    b = rng.normal(0, 1, 9)
-    got = _call(fn, theta, a, b, what="with theta [7, 1] and a, b [9]")
+    forbid_calls(fn, _INFORMATION, "the information a² p (1 − p) with numpy")
+    rng = fresh_rng()
+    n, items = int(rng.integers(5, 10)), int(rng.integers(6, 13))
+    theta = np.sort(rng.uniform(-3, 3, n))[:, None]
+    a = rng.uniform(0.4, 2.5, items)
+    b = rng.normal(0, 1, items)
+    got = _call(fn, theta, a, b, what=f"with theta [{n}, 1] and a, b [{items}]")
     if got is None:
         return _todo("your function returns None; return a² p (1 − p)")
     got = as_array(got, "the result")
-    expected = fisher_information(torch.tensor(theta), torch.tensor(a), torch.tensor(b)).numpy()
-    if got.shape != expected.shape:
-        fail(f"theta [7, 1] with a, b [9] must broadcast to [7, 9], got {got.shape}")
     p = 1 / (1 + np.exp(-a * (theta - b)))
+    expected = a ** 2 * p * (1 - p)
+    if got.shape != expected.shape:
+        fail(f"theta [{n}, 1] with a, b [{items}] must broadcast to [{n}, {items}], got {got.shape}")
     if np.allclose(got, p * (1 - p), atol=1e-8):
         fail("that is p (1 − p) only: the information of a 2PL item also grows with the square of its "
              "discrimination a")
@@ -57,7 +67,7 @@ def check_item_information(fn: Callable | None) -> bool:
         fail("the information is largest where the answer is most uncertain: include the factor p (1 − p)")
     if not np.allclose(got, expected, atol=1e-8):
         fail("the values differ from a² σ(a(θ − b)) (1 − σ(a(θ − b))); check the sign inside the sigmoid")
-    return passed("your item information equals course_lib.baselines.irt.fisher_information; "
+    return passed("your item information is what course_lib.baselines.irt.fisher_information computes; "
                   "each item is most informative at θ = b, where it gives a²/4")
 
 
@@ -70,18 +80,16 @@ def check_next_item(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define next_item(theta_hat, a, b, asked) and pass it to the check")
-    from course_lib.adaptive.cat import select_items
-
-    rng = np.random.default_rng(1)
+    forbid_calls(fn, _INFORMATION, "the max-information rule")
+    rng = fresh_rng()
     a = rng.uniform(0.4, 2.5, 30)
     b = rng.normal(0, 1, 30)
-    for theta_hat in (-1.2, 0.0, 1.7):
+    for theta_hat in np.sort(rng.uniform(-2, 2, 3)).round(3):
+        theta_hat = float(theta_hat)
         p = 1 / (1 + np.exp(-a * (theta_hat - b)))
         info = a ** 2 * p * (1 - p)
         asked = [int(np.argmax(info)), int(np.argsort(info)[-2])]  # the two best are already asked
-        available = torch.ones(1, 30, dtype=torch.bool)
-        available[0, asked] = False
-        expected = int(select_items("max_information", available, torch.tensor(info[None])).item())
+        expected = int(np.argmax(np.where(np.isin(np.arange(30), asked), -np.inf, info)))
         got = _call(fn, theta_hat, a, b, list(asked), what=f"with theta_hat={theta_hat}")
         if got is None:
             return _todo("your function returns None; return one item index")
@@ -91,14 +99,14 @@ def check_next_item(fn: Callable | None) -> bool:
             fail(f"return a single item index (an int), got {got!r}")
         if got in asked:
             fail(f"item {got} was already asked: a test never asks the same item twice; leave out `asked`")
-        if got == int(np.argmin(np.abs(b - theta_hat))) and got != expected:
+        if got == int(np.argmin(np.where(np.isin(np.arange(30), asked), np.inf, np.abs(b - theta_hat)))) and got != expected:
             fail("you picked the item whose difficulty is closest to θ̂; that ignores discrimination a. "
                  "Maximise a² p (1 − p) instead")
         if got == int(np.argmax(np.where(np.isin(np.arange(30), asked), -np.inf, p * (1 - p)))) and got != expected:
             fail("you maximised p (1 − p); weight it by a² so that sharper items count more")
         if got != expected:
             fail(f"at θ̂ = {theta_hat} the most informative unasked item is {expected}, you chose {got}")
-    return passed("your rule picks the same items as course_lib.adaptive.cat.select_items('max_information', ...)")
+    return passed("your rule picks the items course_lib.adaptive.cat.select_items('max_information', ...) picks")
 
 
 # ----------------------------------------------------------------------------- exercise 3
@@ -117,23 +125,19 @@ def check_bkt_update(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define bkt_update(p_mastered, correct, learn, guess, slip, forget) and pass it to the check")
-    from course_lib.adaptive.classroom import Curriculum
-    from course_lib.adaptive.policies import ThompsonPolicy
-
-    cases = [(0.3, 1, 0.2, 0.2, 0.1, 0.0), (0.3, 0, 0.2, 0.2, 0.1, 0.0), (0.8, 0, 0.1, 0.25, 0.05, 0.05),
-             (0.05, 1, 0.3, 0.3, 0.2, 0.02)]
+    forbid_calls(fn, _BELIEF, "the Bayes update and the transition")
+    rng = fresh_rng()
+    cases = []
+    for y in (1, 0, 0, 1):
+        p, learn, guess, slip = rng.uniform(0.05, 0.9), rng.uniform(0.05, 0.4), rng.uniform(0.1, 0.3), rng.uniform(0.02, 0.2)
+        cases.append(tuple(round(float(v), 3) for v in (p, y, learn, guess, slip, rng.uniform(0.01, 0.1))))
     for p, y, learn, guess, slip, forget in cases:
+        y = int(y)
         got = _call(fn, p, y, learn, guess, slip, forget, what=f"with p={p}, correct={y}")
         if got is None:
             return _todo("your function returns None; return the updated probability")
         got = as_number(got, "the updated probability")
-        # the course's exact filter on a one-skill curriculum must give the same number
-        cur = Curriculum(("s",), ((),), (1.0,))
-        pol = ThompsonPolicy(cur, np.array([[p, learn, guess, slip, forget]]))
-        state = pol.begin(1, np.zeros(1, int))
-        state = pol.update(state, np.zeros(1, int), np.array([y]))
-        expected = float(pol.mastery_estimate(state)[0, 0])
-        assert np.isclose(expected, _bkt_reference(p, y, learn, guess, slip, forget))
+        expected = _bkt_reference(p, y, learn, guess, slip, forget)
         like_m, like_n = (1 - slip, guess) if y else (slip, 1 - guess)
         post = p * like_m / (p * like_m + (1 - p) * like_n)
         if np.isclose(got, post, atol=1e-9) and not np.isclose(post, expected):
@@ -145,7 +149,7 @@ def check_bkt_update(fn: Callable | None) -> bool:
             fail(f"for P = {p}, correct = {y}, learn = {learn}, guess = {guess}, slip = {slip}, forget = {forget} "
                  f"expected {expected:.4f}, got {got:.4f}; P(correct | mastered) = 1 − slip and "
                  f"P(correct | not mastered) = guess")
-    return passed("your knowledge-tracing update matches the exact belief course_lib.adaptive.classroom tracks")
+    return passed("your knowledge-tracing update is the exact belief course_lib.adaptive.classroom tracks")
 
 
 # ----------------------------------------------------------------------------- exercise 4
@@ -158,17 +162,20 @@ def check_em_step(fn: Callable | None) -> bool:
     """
     if fn is None:
         return _todo("define em_step(lik, w) and pass it to the check")
-    rng = np.random.default_rng(2)
-    lik = rng.random((50, 6)) ** 3
-    w = rng.dirichlet(np.ones(6))
-    got = _call(fn, lik.copy(), w.copy(), what="with lik [50, 6] and w [6]")
+    forbid_calls(fn, {"course_lib.adaptive.classroom.meta_learn_prior": classroom.meta_learn_prior},
+                 "one EM step on the weights")
+    rng = fresh_rng()
+    n, h = int(rng.integers(30, 80)), int(rng.integers(6, 10))
+    lik = rng.random((n, h)) ** 3
+    w = rng.dirichlet(np.ones(h))
+    got = _call(fn, lik.copy(), w.copy(), what=f"with lik [{n}, {h}] and w [{h}]")
     if got is None:
         return _todo("your function returns None; return the new weights [H]")
     got = as_array(got, "the result")
     post = w * lik / (lik @ w)[:, None]
     expected = post.mean(0)
-    if got.shape != (6,):
-        fail(f"return one weight per hypothesis, shape (6,), got {got.shape}")
+    if got.shape != (h,):
+        fail(f"return one weight per hypothesis, shape ({h},), got {got.shape}")
     if np.allclose(got, lik.mean(0) / lik.mean(0).sum(), atol=1e-9):
         fail("you averaged the likelihoods; weight them by the current prior and normalise per learner first "
              "(each learner's posterior over hypotheses), then average the posteriors")
@@ -188,28 +195,40 @@ def check_plan_one_skill(fn: Callable | None) -> bool:
 
     z = 0 (not mastered) or 1; reward after each activity = 1 if mastered; V_0 = 0 and
     Q_d(z) = Σ_z' P(z' | z) [r(z') + V_{d−1}(z')] with V_{d−1} = Q_{d−1} (one action only).
-    The answer must equal ``course_lib.adaptive.planning.plan_values`` on that curriculum.
+    The answer must equal what ``course_lib.adaptive.planning.plan_values`` computes on that curriculum
+    (which it may not call).
     """
-    from course_lib.adaptive.classroom import Curriculum
-    from course_lib.adaptive.planning import plan_values
-
     if fn is None:
         return _todo("define plan_one_skill(learn, forget, depth) and pass it to the check")
-    one = Curriculum(("skill",), ((),), (1.0,))
-    for learn, forget, depth in ((0.3, 0.0, 1), (0.3, 0.0, 2), (0.2, 0.05, 5), (0.5, 0.1, 12)):
+    forbid_calls(fn, {"course_lib.adaptive.planning.plan_values": planning.plan_values,
+                      "course_lib.adaptive.planning.LookaheadPolicy": planning.LookaheadPolicy},
+                 "the value iteration for one skill")
+    rng = fresh_rng()
+    learn, forget = (round(float(v), 3) for v in rng.uniform(0.05, 0.5, 2) * [1.0, 0.3])
+    cases = [(learn, 0.0, 1), (learn, 0.0, 2), (learn, forget, int(rng.integers(3, 8))),
+             (round(float(rng.uniform(0.1, 0.6)), 3), forget, int(rng.integers(8, 16)))]
+    for learn, forget, depth in cases:
         got = _call(fn, learn, forget, depth, what=f"with learn={learn}, forget={forget}, depth={depth}")
         if got is None:
             return _todo("your function returns None; return [Q(z=0), Q(z=1)]")
         got = as_array(got, "the result").ravel()
-        want = plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), depth)[0, :, 0]
+        want = _plan_one_skill(learn, forget, depth)
         if got.shape != (2,):
             fail(f"return two values, Q for z = 0 and z = 1; got shape {got.shape}")
-        if depth > 1 and np.allclose(got, plan_values(one, np.array([[0.2, learn, 0.1, 0.1, forget]]), 1)[0, :, 0]):
+        if depth > 1 and np.allclose(got, _plan_one_skill(learn, forget, 1)):
             fail("that is the one-step value: add the value of the remaining depth − 1 activities, V_{d−1}(z')")
         if not np.allclose(got, want, atol=1e-9):
             fail(f"learn={learn}, forget={forget}, depth={depth}: expected {np.round(want, 4).tolist()}, "
                  f"got {np.round(got, 4).tolist()}")
-    return passed("your value iteration matches course_lib.adaptive.planning.plan_values")
+    return passed("your value iteration gives what course_lib.adaptive.planning.plan_values gives")
+
+
+def _plan_one_skill(learn: float, forget: float, depth: int) -> np.ndarray:
+    """Private reference of exercise 5: [Q_D(z=0), Q_D(z=1)] by the recursion of chapter 07, section 10."""
+    q = np.zeros(2)
+    for _ in range(depth):
+        q = np.array([learn * (1 + q[1]) + (1 - learn) * q[0], (1 - forget) * (1 + q[1]) + forget * q[0]])
+    return q
 
 
 # ----------------------------------------------------------------------------- exercise 6
@@ -218,28 +237,26 @@ def check_feedback_posterior(fn: Callable | None) -> bool:
     """Exercise 6: ``fn(prior [K], profiles [K, A], actions [T], rewards [T]) -> [K]``: P(component | rewards).
 
     Bayes' rule with Bernoulli rewards: prior_k Π_t p_k,a_t^y_t (1 − p_k,a_t)^(1 − y_t), normalised —
-    what ``course_lib.adaptive.feedback.MixtureThompson`` tracks for every learner.
+    what ``course_lib.adaptive.feedback.MixtureThompson`` tracks for every learner (the answer may not call it).
     """
-    from course_lib.adaptive.feedback import MixtureThompson
-
     if fn is None:
         return _todo("define feedback_posterior(prior, profiles, actions, rewards) and pass it to the check")
-    rng = np.random.default_rng(4)
-    profiles = rng.uniform(0.1, 0.9, (3, 4))
-    prior = np.array([0.5, 0.3, 0.2])
-    actions, rewards = rng.integers(0, 4, 12), rng.integers(0, 2, 12)
-    got = _call(fn, prior.copy(), profiles.copy(), actions.copy(), rewards.copy(), what="with K = 3, T = 12")
+    forbid_calls(fn, {"course_lib.adaptive.feedback.MixtureThompson": feedback.MixtureThompson},
+                 "Bayes' rule over the components")
+    rng = fresh_rng()
+    k, n_actions, t = int(rng.integers(3, 6)), int(rng.integers(3, 6)), int(rng.integers(8, 16))
+    profiles = rng.uniform(0.1, 0.9, (k, n_actions))
+    prior = rng.dirichlet(np.full(k, 2.0))
+    actions, rewards = rng.integers(0, n_actions, t), rng.integers(0, 2, t)
+    got = _call(fn, prior.copy(), profiles.copy(), actions.copy(), rewards.copy(), what=f"with K = {k}, T = {t}")
     if got is None:
         return _todo("your function returns None; return the posterior [K]")
     got = as_array(got, "the result").ravel()
-    policy = MixtureThompson(profiles, prior[None])
-    state = policy.begin(np.zeros(1, int))
-    for a, y in zip(actions, rewards):
-        state = policy.update(state, np.array([a]), np.array([y]))
-    want = np.exp(state["log_w"][0] - state["log_w"][0].max())
+    log_w = np.log(prior) + np.where(rewards > 0, np.log(profiles[:, actions]), np.log1p(-profiles[:, actions])).sum(1)
+    want = np.exp(log_w - log_w.max())
     want /= want.sum()
-    if got.shape != (3,):
-        fail(f"return one probability per component, shape (3,), got {got.shape}")
+    if got.shape != (k,):
+        fail(f"return one probability per component, shape ({k},), got {got.shape}")
     if not np.isclose(got.sum(), 1, atol=1e-6):
         fail(f"a posterior sums to 1; yours sums to {got.sum():.4f}: normalise")
     lik_only = want / prior / (want / prior).sum()
@@ -248,4 +265,4 @@ def check_feedback_posterior(fn: Callable | None) -> bool:
     if not np.allclose(got, want, atol=1e-6):
         fail(f"expected {np.round(want, 4).tolist()}, got {np.round(got, 4).tolist()}: a reward y for action a "
              "multiplies component k's weight by p[k, a] if y = 1 and by 1 − p[k, a] if y = 0")
-    return passed("your posterior matches what MixtureThompson tracks for each learner")
+    return passed("your posterior is what MixtureThompson tracks for each learner")
