@@ -217,8 +217,10 @@ METHODS.register(ABLATION)(lambda data, cfg, device, progress:  # MeLU-MAML with
 def fit_methods(data: ColdStartTasks, cfg: Config, device: torch.device, progress: bool = True,
                 timings: dict | None = None) -> dict[str, Fitted]:
     """Fit every method of ``cfg`` on the training students (``timings`` collects seconds per method)."""
+    from tqdm.auto import tqdm
+
     fitted = {}
-    for name in METHODS.check(cfg.methods()):
+    for name in tqdm(METHODS.check(cfg.methods()), desc="recommendation: fit each method", disable=not progress):
         with common.stopwatch() as elapsed:
             fitted[name] = METHODS[name](data, cfg, device, progress)
         if timings is not None:
@@ -236,14 +238,18 @@ def _row(method: str, kind: str, k_shot: int | None, y: np.ndarray, pred: np.nda
             "ndcg3": float(scores["ndcg3"].mean()), "n_students": int(len(scores["mae"]))}, scores["mae"]
 
 
-def score(data: ColdStartTasks, fitted: dict[str, Fitted], cfg: Config) -> tuple[list[dict], list[dict]]:
+def score(data: ColdStartTasks, fitted: dict[str, Fitted], cfg: Config, *, progress: bool = False
+          ) -> tuple[list[dict], list[dict]]:
     """Score every fitted method on the test students for every K: ``(rows, paired)``.
 
     ``paired``: per-student MAE difference of each method minus each of :data:`REFERENCES`, mean and
-    95 % percentile bootstrap CI over test students (the same resamples for every pair).
+    95 % percentile bootstrap CI over test students (the same resamples for every pair). ``progress``
+    shows a bar over the K settings.
     """
+    from tqdm.auto import tqdm
+
     rows, paired = [], []
-    for k_shot in cfg.settings():
+    for k_shot in tqdm(cfg.settings(), desc="recommendation: score each K (bootstrap CIs)", disable=not progress):
         tasks = data.tasks("test", k_shot)
         y = query_ratings(data.ratings, tasks)
         predictors = [(name, f.kind, f.predict) for name, f in fitted.items()]
@@ -268,7 +274,7 @@ def run_keeping_models(config: Config | None = None, *, progress: bool = True, d
     with common.stopwatch() as elapsed, cpu_threads(1 if device.type == "cpu" else None):
         data = prepare_tasks(cfg.fractions, cfg.n_query, max(cfg.k_shots), seed=cfg.seed)
         fitted = fit_methods(data, cfg, device, progress, timings)
-        rows, paired = score(data, fitted, cfg)
+        rows, paired = score(data, fitted, cfg, progress=progress)
         wall_s = elapsed()
     meta = {name.removeprefix("MeLU-"): f.info for name, f in fitted.items() if f.kind == "meta"}
     details = {"paired": paired, "device": str(device), "timings": timings,

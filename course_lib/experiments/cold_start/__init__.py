@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from course_lib import metrics
 from course_lib.baselines.mirt import explained_variance, fit_mirt, mirt_grid, mirt_marginal_log_likelihood
@@ -116,7 +117,7 @@ def _methods(config: Config, data: StudyData) -> tuple[str, ...]:
 def _score(ctx: Context, predictors: dict, test_tasks: dict, timings: dict) -> tuple[list[dict], dict]:
     """One row per method and K: pooled AUC / log loss with learner-bootstrap CIs, and ECE."""
     rows, predictions = [], {}
-    for method, per_k in predictors.items():
+    for method, per_k in tqdm(predictors.items(), desc="cold start: score (bootstrap CIs)", disable=not ctx.progress):
         predictions[method] = {}
         for k_shot in ctx.k_shots:
             b = test_tasks[k_shot]
@@ -182,7 +183,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
         ctx = Context(r, split["train"], k_shots, val_tasks, data, config, progress, device)
         test_tasks = {k_shot: evaluation_tasks(r, split["test"], k_shot, seed=config.seed + 1) for k_shot in k_shots}
         predictors, timings = {}, {}
-        for method in methods:
+        for method in tqdm(methods, desc="cold start: fit each method", disable=not progress):
             with common.stopwatch() as fit_time:
                 predictors[method] = METHODS[method](ctx)
             timings[method] = fit_time()
