@@ -352,13 +352,16 @@ def _matching(responses: Tensor, split: CATSplit) -> Tensor:
 
 
 def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference_theta: Tensor,
-                  n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+                  n_boot: int = 200, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Held-out AUC (pooled, learner-bootstrap 95 % CI) and ability RMSE vs ``reference_theta [L]`` per n.
 
     On real data the reference is the 2PL EAP from *all* the learner's answers (the truth is
     unknown); on synthetic learners it is the true ability. The AUC interval is
-    `course_lib.metrics.pooled_bootstrap` (exact, no score bins). Chapter 07, section 4.
+    `course_lib.metrics.pooled_bootstrap` (exact, no score bins). ``progress`` shows a bar over n.
+    Chapter 07, section 4.
     """
+    from tqdm.auto import tqdm
+
     r = _matching(responses, split)
     L = r.shape[0]
     ref = torch.as_tensor(reference_theta, dtype=torch.float32)
@@ -369,7 +372,8 @@ def summarize_cat(trace: CATTrace, responses: Tensor, split: CATSplit, reference
     learner = np.broadcast_to(np.arange(L)[:, None], hold.shape)[hold]
     boots = learner_resamples(L, n_boot, seed)                                  # [n_boot, L]
     rows = []
-    for n in range(trace.asked.shape[1]):
+    for n in tqdm(range(trace.asked.shape[1]), desc=f"bootstrap CIs: {trace.method or trace.rule}", leave=False,
+                  disable=not progress):
         p = trace.heldout_prob[n].numpy()[hold]
         m = pooled_bootstrap(y, p, learner, n_boot=n_boot, seed=seed + n)
         err2 = ((trace.theta[:, n] - ref) ** 2).numpy()

@@ -224,29 +224,37 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
             with common.stopwatch() as t:
                 tr = traces[(name, method)] = run_cat(models[key], resp, sp, rule, cfg.n_steps, seed=cfg.seed + 2,
                                                       scorer=scorer, method=method, progress=fit.progress)
-                df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed)
+                df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed, progress=fit.progress)
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
-    return rows, {"paired": _paired(traces, datasets, splits, cfg), "traces": traces, "splits": splits,
+    return rows, {"paired": _paired(traces, datasets, splits, cfg, fit.progress), "traces": traces, "splits": splits,
                   "references": {name: v[1] for name, v in datasets.items()},
                   "responses": {name: v[0] for name, v in datasets.items()}}
 
 
-def _paired(traces: dict, datasets: dict, splits: dict, cfg: Config) -> list[dict]:
+def _paired(traces: dict, datasets: dict, splits: dict, cfg: Config, progress: bool = False) -> list[dict]:
     """Per dataset and n: AUC of every tester minus the reference tester's, paired learner-bootstrap CI."""
+    from tqdm.auto import tqdm
+
     out = []
+    bar = tqdm(total=len(traces) * cfg.n_steps, desc="paired bootstrap CIs vs the reference tester", disable=not progress)
     for name, (resp, _, _) in datasets.items():
         ref = next((m for m in PAIRED_REFERENCE if (name, m) in traces), None)
         hold = splits[name].heldout
         y, learner = resp[hold].numpy(), torch.nonzero(hold)[:, 0].numpy()
         for (data, method), tr in traces.items():
-            if data != name or ref is None or method == ref:
+            if data != name:
+                continue
+            if ref is None or method == ref:
+                bar.update(cfg.n_steps)                 # nothing to compare with
                 continue
             for n in range(cfg.n_steps):
                 d = paired_auc_difference(y, tr.heldout_prob[n][hold].numpy(),
                                           traces[(name, ref)].heldout_prob[n][hold].numpy(), learner,
                                           n_boot=cfg.n_boot, seed=cfg.seed + n)
                 out.append({"dataset": name, "method": method, "versus": ref, "n_items": n + 1, **d})
+                bar.update()
+    bar.close()
     return out
 
 

@@ -146,12 +146,16 @@ def _mirt_summary(ctx: Context, r_val: Tensor) -> dict:
     return out
 
 
-def _paired(predictions: dict, config: Config) -> list[dict]:
+def _paired(predictions: dict, config: Config, progress: bool = False) -> list[dict]:
     """AUC of every meta-learner minus every IRT baseline's, per K, with paired learner-bootstrap CIs."""
-    return [{"method": m, "against": ref, "k_shot": k, **metrics.paired_auc_difference(
-                y, p, predictions[ref][k][1], learner, n_boot=config.n_boot, seed=config.seed, score_bins=4096)}
-            for m in predictions if KINDS[m] == "meta" for ref in IRT if ref in predictions
-            for k, (y, p, learner) in predictions[m].items()]
+    pairs = [(m, ref, k) for m in predictions if KINDS[m] == "meta" for ref in IRT if ref in predictions
+             for k in predictions[m]]
+    out = []
+    for m, ref, k in tqdm(pairs, desc="cold start: paired bootstrap CIs", disable=not progress):
+        y, p, learner = predictions[m][k]
+        out.append({"method": m, "against": ref, "k_shot": k, **metrics.paired_auc_difference(
+            y, p, predictions[ref][k][1], learner, n_boot=config.n_boot, seed=config.seed, score_bins=4096)})
+    return out
 
 
 def run(config: Config = Config(), *, progress: bool = True, device: torch.device | str | None = None,
@@ -189,7 +193,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
             timings[method] = fit_time()
         rows, predictions = _score(ctx, predictors, test_tasks, timings)
     details = {"split": {name: idx.tolist() for name, idx in split.items()}, "timings": timings,
-               "paired": _paired(predictions, config), "mirt_fits": _mirt_summary(ctx, r[val])}
+               "paired": _paired(predictions, config, progress), "mirt_fits": _mirt_summary(ctx, r[val])}
     if config.keep_predictions:
         details.update(predictions=predictions, supports=test_tasks, models=ctx.models)
     settings = {**dataclasses.asdict(config), "methods": list(methods), "device": str(device)}
