@@ -27,8 +27,12 @@ def test_every_method_section_pair_and_k_has_a_row(result):
         assert r["n_learners"] == SMALL.n_test
         assert (r["condition"] == "shifted") == (r["kind"] == "meta" and r["source"] != r["target"])
     paired = result.details["paired"]
-    assert {p["versus"] for p in paired} >= {"protonet/quantitative", "maml/verbal", "irt_2pl_eap/verbal"}
+    assert {p["versus"] for p in paired} == {"protonet", "maml", "irt_2pl_eap", "item_easiness"}
+    assert len(paired) == 2 * 2 * 2 * 4  # sources x targets x K x other methods
     assert all(p["lo"] <= p["diff"] <= p["hi"] for p in paired)
+    shift = result.details["shift_cost"]
+    assert len(shift) == 3 * 2 * 2 and all(s["source"] != s["target"] for s in shift)
+    assert all(s["lo"] <= s["diff"] <= s["hi"] for s in shift)
 
 
 def test_zero_inner_steps_protomaml_trains_and_scores_like_protonet():

@@ -20,8 +20,9 @@ item features; the 2PL sees all their answers, so the comparison is, if anything
 
 Metric: per learner, the AUC of the query items ranked by the predicted chance of "right"
 (`course_lib.metrics.row_auc`), averaged over test learners, with a 95 % bootstrap CI resampling
-learners; ``details["paired"]``: ProtoMAML minus each other method on the same learners, paired
-bootstrap CIs. Accuracy (argmax) is reported too; with a balanced support it is not calibrated to
+learners; ``details["paired"]``: ProtoMAML minus each other method on the same learners (paired
+bootstrap CIs); ``details["shift_cost"]``: each meta-learner trained on the other section minus the
+same meta-learner trained on the target section, on the same learners. Accuracy (argmax) is reported too; with a balanced support it is not calibrated to
 the learner's own mix of right and wrong, so the AUC is the headline.
 
     python -m course_lib.experiments.protomaml_shift --json results/protomaml_shift.json
@@ -264,23 +265,36 @@ def run(config: Config = Config(), *, progress: bool = True, device: str | None 
             acc = ((correct * m).sum(1) / m.sum(1)).numpy()
             per_learner[(method, src, t, k)] = auc
             rows.append(_row(method, src, t, k, auc, acc, config.n_boot, config.seed))
-        paired = _paired(per_learner, config)
+        paired, shift = _paired(per_learner, config), _shift_cost(per_learner, config)
     return Result("protomaml_shift", rows, dataclasses.asdict(config), elapsed(),
-                  {"paired": paired, "history": history, "timings": timings})
+                  {"paired": paired, "shift_cost": shift, "history": history, "timings": timings})
 
 
 def _paired(per_learner: dict, config: Config) -> list[dict]:
-    """ProtoMAML minus every other method, learner by learner, on the same target and K."""
+    """ProtoMAML minus each other method on the same test learners, target and K (meta-learners trained
+    on the same source), with paired learner-bootstrap CIs."""
     out = []
     for (method, src, t, k), v in per_learner.items():
         if method != "protomaml":
             continue
-        others = {f"{m}/{s}": u for (m, s, tt, kk), u in per_learner.items()
-                  if tt == t and kk == k and (m, s) != (method, src)}
-        for d in metrics.paired_differences({"protomaml": v, **others}, tuple(others), config.n_boot, seed=config.seed):
-            if d["method"] == "protomaml":
+        others = {m: u for (m, s, tt, kk), u in per_learner.items()
+                  if tt == t and kk == k and m != method and (s == src or m in BASELINES)}
+        for d in metrics.paired_differences({method: v, **others}, tuple(others), config.n_boot, seed=config.seed):
+            if d["method"] == method:
                 out.append({"source": src, "target": t, "K": k, "versus": d["versus"],
                             "diff": d["diff"], "lo": d["lo"], "hi": d["hi"]})
+    return out
+
+
+def _shift_cost(per_learner: dict, config: Config) -> list[dict]:
+    """What the shift costs each meta-learner: (trained on the other section) − (trained on the target
+    section), on the same test learners and K, with paired learner-bootstrap CIs."""
+    out = []
+    for (method, src, t, k), v in per_learner.items():
+        if method in BASELINES or src == t or (method, t, t, k) not in per_learner:
+            continue
+        d, lo, hi = metrics.bootstrap_mean_ci(v - per_learner[(method, t, t, k)], config.n_boot, seed=config.seed)
+        out.append({"method": method, "source": src, "target": t, "K": k, "diff": d, "lo": lo, "hi": hi})
     return out
 
 
