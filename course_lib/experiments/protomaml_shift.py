@@ -234,10 +234,10 @@ def _row(method: str, source: str, target: str, k: int, auc: np.ndarray, acc: np
             "n_learners": int(len(auc))}
 
 
-def run(config: Config = Config(), *, progress: bool = True, device: str | None = None) -> Result:
+def run(config: Config = Config(), *, progress: bool = True, device: str | torch.device | None = None) -> Result:
     """Train every meta-learner on every source section, score every method on every target; see the module."""
     _check(config)
-    dev = get_device(device)
+    dev = device if isinstance(device, torch.device) else get_device(device)
     with stopwatch() as elapsed, cpu_threads(1 if dev.type == "cpu" else None):
         sections = load_sections(config)
         episodes = {t: learner_episodes(s.responses, config.k_shots, s.test, seed=config.seed)
