@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from course_lib import algorithms
 from course_lib.algorithms import functional as _functional
-from course_lib.exercises import as_number, fail, passed, todo as _todo
+from course_lib.exercises import as_number, as_tensor, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
@@ -389,7 +389,7 @@ def check_prototype_head_step(fn: Callable | None) -> bool:
         return _todo("your function returns None; return the pair (W, b)")
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         fail(f"return a pair (W, b), got {type(got).__name__}")
-    W, b = (torch.as_tensor(v, dtype=torch.float64).detach() for v in got)
+    W, b = as_tensor(got[0], "W"), as_tensor(got[1], "b")
     if W.shape != (n_way, d) or b.shape != (n_way,):
         fail(f"W must be [n_way, d] = ({n_way}, {d}) and b [n_way] = ({n_way},); got {tuple(W.shape)} and {tuple(b.shape)}")
     close = lambda ref: torch.allclose(W, ref[0], atol=1e-8) and torch.allclose(b, ref[1], atol=1e-8)  # noqa: E731
