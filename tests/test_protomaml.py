@@ -165,3 +165,33 @@ def test_bad_input_is_refused_with_a_message():
         ProtoMAML(embedding(), steps=-1)
     with pytest.raises(ValueError, match="head is not set"):
         PrototypeHeadNet(embedding())(batch.x_query[0])
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_meta_gradient_agrees_with_learn2learn_maml_on_a_prototype_initialised_head(first_order):
+    """learn2learn has no ProtoMAML, but its MAML on "embedding + linear head" is one once the clone's head is
+    set to the prototype head (computed from the *original* θ, so the inner gradients stay partial ones)."""
+    l2l = pytest.importorskip("learn2learn")
+    batch = episodes(dtype=torch.float64)
+    net = embedding(torch.float64)
+    model = PrototypeHeadNet(net)
+    loss = protomaml_loss(model, dict(model.named_parameters()), batch, n_way=3, alpha=0.3, steps=2,
+                          first_order=first_order)
+    ours = torch.autograd.grad(loss, list(net.parameters()))
+
+    whole = nn.Sequential(net, nn.Linear(4, 3)).double()
+    maml = l2l.algorithms.MAML(whole, lr=0.3, first_order=first_order)
+    total = 0.0
+    for i in range(batch.n_tasks):
+        xs, ys, xq, yq = batch.x_support[i], batch.y_support[i], batch.x_query[i], batch.y_query[i]
+        zs = net(xs)
+        c = torch.stack([zs[ys == k].mean(0) for k in range(3)])
+        learner = maml.clone()
+        learner.module[1]._parameters["weight"] = 2 * c
+        learner.module[1]._parameters["bias"] = -(c * c).sum(1)
+        for _ in range(2):
+            learner.adapt(F.cross_entropy(learner(xs), ys))
+        total = total + F.cross_entropy(learner(xq), yq)
+    theirs = torch.autograd.grad(total / batch.n_tasks, list(net.parameters()))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-9), (a - b).abs().max()
