@@ -21,9 +21,9 @@ item features; the 2PL sees all their answers, so the comparison is, if anything
 Metric: per learner, the AUC of the query items ranked by the predicted chance of "right"
 (`course_lib.metrics.row_auc`), averaged over test learners, with a 95 % bootstrap CI resampling
 learners; ``details["paired"]``: ProtoMAML minus each other method on the same learners (paired
-bootstrap CIs); ``details["shift_cost"]``: each meta-learner trained on the other section minus the
-same meta-learner trained on the target section, on the same learners. Accuracy (argmax) is reported too; with a balanced support it is not calibrated to
-the learner's own mix of right and wrong, so the AUC is the headline.
+bootstrap CIs); ``details["shift_cost"]``: each meta-learner trained on the other section minus itself
+trained on the target section, same learners. Accuracy (argmax) is reported too, but with a balanced
+support it is not calibrated to the learner's own mix of right and wrong: the AUC is the headline.
 
     python -m course_lib.experiments.protomaml_shift --json results/protomaml_shift.json
 """
@@ -31,6 +31,7 @@ the learner's own mix of right and wrong, so the AUC is the headline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +57,9 @@ META_METHODS = ("protonet", "maml", "protomaml")
 
 @dataclass(frozen=True)
 class Config:
-    """Settings of the study. ``k_train``: K per class in meta-training episodes; ``k_shots``: K
-    per class at test; ``n_test``: test learners per section (a seeded sample of those with at
-    least max(K) + 1 right and wrong answers, so that the query holds both); ``steps``/``alpha``: inner loop of MAML and ProtoMAML
-    (training and test); ``first_order``: FOMAML / fo-Proto-MAML; ``beta``: Adam's outer step."""
+    """``k_train`` / ``k_shots``: K per class in meta-training / test episodes; ``n_test``: test learners
+    per section (seeded, each with >= max(K) + 1 right and wrong answers, so the query holds both);
+    ``steps``, ``alpha``, ``first_order``: MAML's and ProtoMAML's inner loop; ``beta``: Adam's outer step."""
 
     sections: tuple[str, ...] = SECTIONS
     methods: tuple[str, ...] = ("item_easiness", "irt_2pl_eap", "protonet", "maml", "protomaml")
@@ -80,8 +80,7 @@ class Config:
 
 @dataclass(frozen=True)
 class Section:
-    """One SweSAT section, split by learner: responses ``[5000, 80]``, item features ``[80, 2]``
-    (from the training learners), the split, and the test learners scored."""
+    """One SweSAT section: responses ``[5000, 80]``, item features ``[80, 2]``, training and test learners."""
 
     name: str
     responses: Tensor
@@ -131,7 +130,6 @@ def sampler(section: Section, config: Config) -> Callable[[torch.Generator], Tas
     return sample
 
 
-# ------------------------------------------------------------------------------------------ methods
 # Each meta-method: (config, source section, device) -> (score(batch) -> [tasks, n_query], history).
 Scorer = Callable[[TaskBatch], Tensor]
 TRAINERS: Registry[Callable[[Config, Section, torch.device, bool], tuple[Scorer, dict]]] = Registry("meta-learner")
@@ -186,25 +184,16 @@ def _item_easiness(target: Section, episodes: TaskBatch) -> Tensor:
 
 @BASELINES.register("irt_2pl_eap")
 def _irt(target: Section, episodes: TaskBatch) -> Tensor:
-    params = _fit_2pl_cached(target)
-    return eap_predict(params, episodes.x_support, episodes.y_support.float(), None, episodes.x_query)
+    return eap_predict(_fit_2pl(target), episodes.x_support, episodes.y_support.float(), None, episodes.x_query)
 
 
-_IRT_CACHE: dict[int, object] = {}
-
-
-def _fit_2pl_cached(target: Section):
-    key = id(target)
-    if key not in _IRT_CACHE:
-        _IRT_CACHE.clear()
-        _IRT_CACHE[key] = fit_2pl(target.responses[target.train])
-    return _IRT_CACHE[key]
+@functools.lru_cache(maxsize=1)  # one 2PL fit per target section, reused for every K
+def _fit_2pl(target: Section):
+    return fit_2pl(target.responses[target.train])
 
 
 METHODS = set(TRAINERS.names()) | set(BASELINES.names())
 
-
-# ------------------------------------------------------------------------------------------ the study
 
 def _check(config: Config) -> None:
     unknown = [m for m in config.methods if m not in METHODS]
@@ -215,9 +204,8 @@ def _check(config: Config) -> None:
         raise ValueError(f"sections must be a non-empty subset of {SECTIONS}, got {config.sections}")
     if not config.k_shots or min(config.k_shots) < 1 or config.k_train < 1:
         raise ValueError(f"k_shots and k_train must be >= 1, got {config.k_shots} and {config.k_train}")
-    for name in ("n_test", "iterations", "meta_batch", "hidden", "dim"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if small := [n for n in ("n_test", "iterations", "meta_batch", "hidden", "dim") if getattr(config, n) < 1]:
+        raise ValueError(f"{small} must be >= 1, got {[getattr(config, n) for n in small]}")
     if config.n_test < 2 or config.n_boot < 1:
         raise ValueError(f"need n_test >= 2 learners and n_boot >= 1, got {config.n_test} and {config.n_boot}")
     if config.steps < 0 or not config.alpha > 0 or not config.beta > 0:
@@ -225,13 +213,12 @@ def _check(config: Config) -> None:
 
 
 def _row(method: str, source: str, target: str, k: int, auc: np.ndarray, acc: np.ndarray, n_boot: int, seed: int) -> dict:
-    a, a_lo, a_hi = metrics.bootstrap_mean_ci(auc, n_boot, seed=seed)
-    c, c_lo, c_hi = metrics.bootstrap_mean_ci(acc, n_boot, seed=seed)
     kind = "baseline" if method in BASELINES else "meta"
     condition = "target calibration only" if kind == "baseline" else ("in-domain" if source == target else "shifted")
-    return {"method": method, "kind": kind, "source": source, "target": target, "condition": condition, "K": k,
-            "auc": a, "auc_lo": a_lo, "auc_hi": a_hi, "accuracy": c, "accuracy_lo": c_lo, "accuracy_hi": c_hi,
-            "n_learners": int(len(auc))}
+    row = {"method": method, "kind": kind, "source": source, "target": target, "condition": condition, "K": k}
+    for name, values in (("auc", auc), ("accuracy", acc)):
+        row.update(zip((name, f"{name}_lo", f"{name}_hi"), metrics.bootstrap_mean_ci(values, n_boot, seed=seed)))
+    return {**row, "n_learners": int(len(auc))}
 
 
 def run(config: Config = Config(), *, progress: bool = True, device: str | torch.device | None = None) -> Result:
@@ -271,8 +258,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: str | torch
 
 
 def _paired(per_learner: dict, config: Config) -> list[dict]:
-    """ProtoMAML minus each other method on the same test learners, target and K (meta-learners trained
-    on the same source), with paired learner-bootstrap CIs."""
+    """ProtoMAML minus each other method (same learners, target, K and source), paired bootstrap CIs."""
     out = []
     for (method, src, t, k), v in per_learner.items():
         if method != "protomaml":
@@ -287,8 +273,7 @@ def _paired(per_learner: dict, config: Config) -> list[dict]:
 
 
 def _shift_cost(per_learner: dict, config: Config) -> list[dict]:
-    """What the shift costs each meta-learner: (trained on the other section) − (trained on the target
-    section), on the same test learners and K, with paired learner-bootstrap CIs."""
+    """Each meta-learner trained on the other section minus trained on the target (same learners), paired CIs."""
     out = []
     for (method, src, t, k), v in per_learner.items():
         if method in BASELINES or src == t or (method, t, t, k) not in per_learner:
@@ -301,7 +286,6 @@ def _shift_cost(per_learner: dict, config: Config) -> list[dict]:
 def table(result: Result) -> str:
     """The AUC table: one row per (target, method, source), one column per K, 'mean [lo, hi]'."""
     import pandas as pd
-
     df = pd.DataFrame(result.rows)
     df["AUC"] = [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(df.auc, df.auc_lo, df.auc_hi)]
     return df.pivot_table(index=["target", "condition", "method", "source"], columns="K", values="AUC",
