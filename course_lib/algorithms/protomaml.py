@@ -1,7 +1,7 @@
 """ProtoMAML: MAML whose output layer starts, for every task, at the prototypical classifier.
 
 Derived in chapter 03, section 8 (the bridge from chapter 02's prototypes to MAML), after
-Triantafillou et al. 2020 ("Meta-Dataset", section 3, "Proto-MAML"). Chapter 02, section 5 showed
+Triantafillou et al. 2020 ("Meta-Dataset: A Dataset of Datasets for Learning to Learn from Few Examples", its "Proto-MAML"). Chapter 02, section 5 showed
 that a Prototypical Network with squared Euclidean distance is a linear classifier on the
 embedding z = f_θ(x):
 
