@@ -102,7 +102,7 @@ def check_eap(fn: Callable | None) -> bool:
     a = 0.4 + 1.6 * torch.rand(n_items, generator=g)
     b = torch.randn(n_items, generator=g)
     few = torch.randperm(n_items, generator=g)[:3]
-    cases = [(few, torch.tensor([1.0, 0.0, 1.0])), (few, torch.ones(3)), (few[:1], torch.zeros(1)),
+    cases = [(few, torch.ones(3)), (few, torch.tensor([1.0, 0.0, 1.0])), (few[:1], torch.zeros(1)),
              (torch.arange(n_items), (torch.rand(n_items, generator=g) < 0.3).float())]
     for it, ans in cases:
         items, answers = it.tolist(), ans.tolist()
