@@ -197,7 +197,7 @@ def _via_library():
     import torch
 
     from course_lib.adaptive.cat import select_items
-    from course_lib.adaptive.classroom import ClassroomLogs, Curriculum, meta_learn_prior  # noqa: F401
+    from course_lib.adaptive.classroom import Curriculum, meta_learn_prior
     from course_lib.adaptive.feedback import MixtureThompson
     from course_lib.adaptive.planning import plan_values
     from course_lib.adaptive.policies import ThompsonPolicy
