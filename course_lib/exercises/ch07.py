@@ -82,14 +82,14 @@ def check_next_item(fn: Callable | None) -> bool:
         return _todo("define next_item(theta_hat, a, b, asked) and pass it to the check")
     forbid_calls(fn, _INFORMATION, "the max-information rule")
     rng = fresh_rng()
-    a = rng.uniform(0.4, 2.5, 30)
-    b = rng.normal(0, 1, 30)
-    for theta_hat in np.sort(rng.uniform(-2, 2, 3)).round(3):
-        theta_hat = float(theta_hat)
+    while True:                        # a bank where, at the first θ̂, "closest difficulty" is not the answer
+        a, b = rng.uniform(0.4, 2.5, 30), rng.normal(0, 1, 30)
+        thetas = [float(t) for t in np.sort(rng.uniform(-2, 2, 3)).round(3)]
+        if _next_items(thetas[0], a, b)[1] != _next_items(thetas[0], a, b, by_difficulty=True)[1]:
+            break
+    for theta_hat in thetas:
         p = 1 / (1 + np.exp(-a * (theta_hat - b)))
-        info = a ** 2 * p * (1 - p)
-        asked = [int(np.argmax(info)), int(np.argsort(info)[-2])]  # the two best are already asked
-        expected = int(np.argmax(np.where(np.isin(np.arange(30), asked), -np.inf, info)))
+        asked, expected = _next_items(theta_hat, a, b)
         got = _call(fn, theta_hat, a, b, list(asked), what=f"with theta_hat={theta_hat}")
         if got is None:
             return _todo("your function returns None; return one item index")
@@ -99,7 +99,7 @@ def check_next_item(fn: Callable | None) -> bool:
             fail(f"return a single item index (an int), got {got!r}")
         if got in asked:
             fail(f"item {got} was already asked: a test never asks the same item twice; leave out `asked`")
-        if got == int(np.argmin(np.where(np.isin(np.arange(30), asked), np.inf, np.abs(b - theta_hat)))) and got != expected:
+        if got == _next_items(theta_hat, a, b, by_difficulty=True)[1] and got != expected:
             fail("you picked the item whose difficulty is closest to θ̂; that ignores discrimination a. "
                  "Maximise a² p (1 − p) instead")
         if got == int(np.argmax(np.where(np.isin(np.arange(30), asked), -np.inf, p * (1 - p)))) and got != expected:
@@ -107,6 +107,18 @@ def check_next_item(fn: Callable | None) -> bool:
         if got != expected:
             fail(f"at θ̂ = {theta_hat} the most informative unasked item is {expected}, you chose {got}")
     return passed("your rule picks the items course_lib.adaptive.cat.select_items('max_information', ...) picks")
+
+
+def _next_items(theta_hat: float, a: np.ndarray, b: np.ndarray, by_difficulty: bool = False) -> tuple[list[int], int]:
+    """Private reference of exercise 2: the two most informative items (taken as asked) and the next one.
+
+    ``by_difficulty`` picks the next item by the usual slip instead: the difficulty closest to θ̂.
+    """
+    p = 1 / (1 + np.exp(-a * (theta_hat - b)))
+    info = a ** 2 * p * (1 - p)
+    asked = [int(np.argmax(info)), int(np.argsort(info)[-2])]
+    score = -np.abs(b - theta_hat) if by_difficulty else info
+    return asked, int(np.argmax(np.where(np.isin(np.arange(len(a)), asked), -np.inf, score)))
 
 
 # ----------------------------------------------------------------------------- exercise 3

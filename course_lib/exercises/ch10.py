@@ -122,9 +122,12 @@ def check_served_next_item(fn: Callable | None) -> bool:
         return _todo("define next_item(prob, item_a, answered) and pass it to the check")
     forbid_calls(fn, {"course_lib.adaptive.cat.select_items": cat.select_items}, "the max-information rule")
     g = fresh_generator()
-    prob = torch.rand(12, generator=g) * 0.9 + 0.05
-    item_a = torch.randn(12, int(torch.randint(1, 4, (1,), generator=g)), generator=g)
-    info = prob * (1 - prob) * item_a.pow(2).sum(1)
+    while True:                         # items where "p closest to ½" and "most information" disagree
+        prob = torch.rand(12, generator=g) * 0.9 + 0.05
+        item_a = torch.randn(12, int(torch.randint(1, 4, (1,), generator=g)), generator=g)
+        info = prob * (1 - prob) * item_a.pow(2).sum(1)
+        if int(info.argmax()) != int((prob - 0.5).abs().argmin()):
+            break
     best = int(info.argmax())
     for answered in ([], [best], [best, int(info.argsort()[-2])]):
         out = _call(fn, f"answered={answered}", prob.clone(), item_a.clone(), list(answered))
