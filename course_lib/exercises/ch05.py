@@ -161,10 +161,10 @@ def check_inner_step(fn: Callable | None) -> bool:
         if abs(got - want) < 1e-4:
             continue
         step = want - theta0
-        if abs((got - theta0) + step) < 1e-4:
+        if abs((got - theta0) + step) < 1e-6:         # the slips' hints need a closer match than a pass
             fail(f"your step has the wrong sign (got {got:.4f}, want {want:.4f}): φ = θ − α ∇L and "
                  "∇L = −mean_j a_j (y_j − p_j), so a correct answer must raise the ability")
-        if abs((got - theta0) - len(items) * step) < 1e-4 and len(items) > 1:
+        if abs((got - theta0) - len(items) * step) < 1e-6 and len(items) > 1:
             fail(f"you summed over the support answers (got {got:.4f}, want {want:.4f}); the loss is the mean "
                  "over the K answers, so divide by K")
         fail(f"for items {items}, answers {answers}, α = {alpha:.3f} the adapted ability is {want:.4f}, you got "
