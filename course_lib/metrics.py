@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["auc", "auc_from_counts", "binary_cross_entropy", "log_loss", "expected_calibration_error", "mae",
+__all__ = ["row_auc", "auc", "auc_from_counts", "binary_cross_entropy", "log_loss", "expected_calibration_error", "mae",
            "rmse", "ndcg_at_k", "mean_ci", "proportion_ci", "censored_median", "learner_resamples", "bootstrap_ci",
            "pooled_bootstrap", "per_learner_metrics", "query_log_loss", "abs_correlation",
            "ndcg_at_k_rows", "bootstrap_mean_ci", "paired_differences", "r_squared", "paired_auc_difference"]
@@ -382,3 +382,28 @@ def paired_auc_difference(y, p_a, p_b, learner, *, n_boot: int = 200, level: flo
     diff = stats[0][1] - stats[1][1]
     lo, hi = np.nanquantile(diff, [(1 - level) / 2, (1 + level) / 2]) if n_boot else (float("nan"),) * 2
     return {"diff": stats[0][0] - stats[1][0], "diff_lo": float(lo), "diff_hi": float(hi)}
+
+
+def row_auc(y_true, y_score, mask=None) -> np.ndarray:
+    """AUC of each row (one learner's query answers) over its real entries: ``[rows]``.
+
+    ``y_true``, ``y_score``, ``mask`` ``[rows, n]`` (tensors or arrays; mask True = real, None = all).
+    Ties count one half, as in `auc`; a row whose real answers are all right or all wrong gets NaN.
+    The within-learner ranking score of chapter 03, section 8 (which items will *this* learner get right).
+    """
+    from scipy.stats import rankdata
+
+    y, s = _as_float64(y_true), _as_float64(y_score)
+    m = np.ones_like(y, dtype=bool) if mask is None else _as_float64(mask) > 0.5
+    if y.shape != s.shape or y.shape != m.shape or y.ndim != 2:
+        raise ValueError(f"y_true, y_score and mask must share one [rows, n] shape; got {y.shape}, {s.shape}, {m.shape}")
+    if np.isnan(s[m]).any():
+        raise ValueError("NaN in the scores; check the model's predictions")
+    out = np.full(len(y), np.nan)
+    for i in range(len(y)):
+        yi, si = y[i, m[i]], s[i, m[i]]
+        n_pos = yi.sum()
+        n_neg = len(yi) - n_pos
+        if n_pos and n_neg:
+            out[i] = ((rankdata(si) * yi).sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return out

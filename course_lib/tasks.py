@@ -367,3 +367,72 @@ def query_answers(batch: TaskBatch, prob: Tensor, eps: float = 1e-6) -> tuple[np
     task = torch.arange(batch.n_tasks)[:, None].expand_as(mask)
     return (batch.y_query[mask].numpy(), prob.detach()[mask].clamp(eps, 1 - eps).numpy().astype(float),
             task[mask].numpy())
+
+
+# ------------------------------------------------------------ a learner as a 2-way episode (chapter 03, section 8)
+
+__all__ += ["episode_learners", "learner_episodes"]
+
+
+def episode_learners(responses: Tensor, k_shot: int) -> Tensor:
+    """The learners (row indices) with at least ``k_shot`` right, ``k_shot`` wrong and one more answer.
+
+    Those are the learners `learner_episodes` can turn into a 2-way K-shot episode. ``responses
+    [learners, items]`` 1/0 with NaN for missing -> a sorted LongTensor. Chapter 03, section 8.
+    """
+    if isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
+        raise ValueError(f"k_shot must be an integer >= 1 (answers per class), got {k_shot!r}")
+    right, wrong = (responses == 1).sum(1), (responses == 0).sum(1)
+    return torch.nonzero((right >= k_shot) & (wrong >= k_shot) & (right + wrong > 2 * k_shot)).flatten()
+
+
+def learner_episodes(responses: Tensor, k_shots: tuple[int, ...] | list[int], learners: Tensor, *,
+                     seed: int = 0) -> dict[int, TaskBatch]:
+    """One 2-way episode per learner and K: K right and K wrong answers as support, a fixed query.
+
+    A learner's task is "which items will I get right?": class 1 = answered right, class 0 =
+    answered wrong. Each learner's answered items are shuffled once (``seed``); the support for K is
+    the first K wrong and the first K right items in that order (nested over K), and the query is
+    every other answered item, the same for every K (the support of the largest K is held out).
+    ``x`` is the item index (``long``; map it to item features with ``features[x]``), ``y`` the class.
+    Shapes: ``x_support [learners, 2K]`` (K wrong then K right), ``x_query [learners, n_query]`` padded,
+    with ``query_mask``. A learner with fewer than max(K) answers of a class is an error (select
+    them with `episode_learners`). The query's mix of right and wrong is the learner's own, while
+    the support is balanced by construction, as in every N-way K-shot episode. Chapter 03, section 8.
+    """
+    if not isinstance(responses, Tensor) or responses.dim() != 2:
+        raise ValueError("responses must be a [learners, items] tensor of 1/0 with NaN for missing")
+    if not k_shots or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in k_shots):
+        raise ValueError(f"k_shots must be a non-empty list of integers >= 1, got {k_shots!r}")
+    learners = torch.as_tensor(learners).long()
+    if learners.numel() == 0:
+        raise ValueError("no learners selected")
+    k_max = max(k_shots)
+    ok = torch.isin(learners, episode_learners(responses, k_max))
+    if not ok.all():
+        bad = int(learners[~ok][0])
+        r = responses[bad]
+        raise ValueError(f"K = {k_max} per class needs at least {k_max} right and {k_max} wrong answers plus one "
+                         f"to predict, but learner {bad} has {int((r == 1).sum())} right and {int((r == 0).sum())} "
+                         f"wrong; {int((~ok).sum())} learners are short. Lower K or keep only "
+                         "episode_learners(responses, K)")
+    rows = responses[learners]
+    answered = ~torch.isnan(rows)
+    keys = torch.rand(rows.shape, generator=torch.Generator().manual_seed(seed))
+
+    def first(where: Tensor) -> Tensor:  # [learners, k_max]: item indices in shuffled order
+        return torch.where(where, keys, 2.0).argsort(1)[:, :k_max]
+
+    wrong, right = first(rows == 0), first(rows == 1)
+    held = torch.zeros_like(answered).scatter_(1, torch.cat([wrong, right], 1), True)
+    is_query = answered & ~held
+    counts = is_query.sum(1)
+    x_query = torch.where(is_query, keys, 2.0).argsort(1)[:, :int(counts.max())]
+    query_mask = torch.arange(x_query.shape[1])[None, :] < counts[:, None]
+    y_query = rows.gather(1, x_query).nan_to_num(0.0).long()
+    out = {}
+    for k in k_shots:
+        x_support = torch.cat([wrong[:, :k], right[:, :k]], 1)
+        y_support = torch.cat([torch.zeros(len(learners), k), torch.ones(len(learners), k)], 1).long()
+        out[k] = TaskBatch(x_support, y_support, x_query, y_query, query_mask=query_mask)
+    return out

@@ -25,12 +25,12 @@ from torch import nn
 import course_lib.exercises as exercises
 import course_lib.experiments as experiments
 from course_lib import metrics
-from course_lib.algorithms import MAML, ProtoNet, Reptile
-from course_lib.data.responses import load_study_data, split_learners, validate_responses
+from course_lib.algorithms import MAML, ProtoMAML, ProtoNet, Reptile
+from course_lib.data.responses import item_statistics, load_study_data, split_learners, validate_responses
 from course_lib.distances import get_distance, mahalanobis, squared_euclidean
 from course_lib.exercises import ExerciseError
 from course_lib.experiments.common import Registry, load_json, parse_setting
-from course_lib.tasks import TaskBatch, learner_tasks, sample_episodes
+from course_lib.tasks import TaskBatch, episode_learners, learner_episodes, learner_tasks, sample_episodes
 
 
 def net() -> nn.Module:
@@ -46,6 +46,7 @@ def batch(n_tasks: int = 2, k: int = 3, q: int = 4) -> TaskBatch:
 
 RESP = torch.tensor([[1.0, 0.0, float("nan"), 1.0], [0.0, 1.0, 1.0, float("nan")], [1.0, 1.0, 0.0, 0.0]])
 X_IRIS, Y_IRIS = torch.randn(30, 2, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 3
+EPISODES = sample_episodes(X_IRIS, Y_IRIS, 3, 2, 2, 2, generator=torch.Generator().manual_seed(0))
 
 
 def write(tmp_path, text: str):
@@ -75,6 +76,23 @@ CASES = [
     ("Reptile", "zero inner step size", lambda t: Reptile(net(), alpha=0.0), ValueError, "alpha"),
     ("Reptile", "negative steps", lambda t: Reptile(net(), steps=-2), ValueError, "steps"),
     ("ProtoNet", "unknown distance", lambda t: ProtoNet(nn.Identity(), "manhattan_xyz"), ValueError, "(?i)distance"),
+    ("ProtoMAML", "zero inner step size", lambda t: ProtoMAML(nn.Identity(), alpha=0.0), ValueError, "alpha"),
+    ("ProtoMAML", "negative steps", lambda t: ProtoMAML(nn.Identity(), steps=-1), ValueError, "steps"),
+    ("ProtoMAML", "not a module", lambda t: ProtoMAML("net"), ValueError, "nn.Module"),
+    ("ProtoMAML.meta_loss", "a class with no support example",
+     lambda t: ProtoMAML(nn.Identity()).meta_loss(EPISODES, n_way=4), ValueError, "class 3 has no support example"),
+    ("ProtoMAML.meta_loss", "float labels",
+     lambda t: ProtoMAML(nn.Identity()).meta_loss(TaskBatch(EPISODES.x_support, EPISODES.y_support.float(),
+                                                            EPISODES.x_query, EPISODES.y_query)),
+     ValueError, "integer class labels"),
+    ("ProtoMAML.meta_loss", "infinite features",
+     lambda t: ProtoMAML(nn.Identity()).meta_loss(TaskBatch(EPISODES.x_support * float("inf"), EPISODES.y_support,
+                                                            EPISODES.x_query, EPISODES.y_query)),
+     ValueError, "infinite"),
+    ("ProtoMAML.logits", "NaN features (caught by TaskBatch)",
+     lambda t: ProtoMAML(nn.Identity()).logits(TaskBatch(EPISODES.x_support * float("nan"), EPISODES.y_support,
+                                                         EPISODES.x_query, EPISODES.y_query)),
+     ValueError, "NaN"),
     # task batches and samplers
     ("TaskBatch", "NaN in the query targets",
      lambda t: TaskBatch(torch.randn(2, 3, 1), torch.randn(2, 3, 1), torch.randn(2, 4, 1),
@@ -96,6 +114,10 @@ CASES = [
     ("learner_tasks", "K larger than a learner's answers", lambda t: learner_tasks(RESP, k_shot=4), ValueError,
      "(?i)k_shot|answer"),
     ("learner_tasks", "negative K", lambda t: learner_tasks(RESP, k_shot=-1), ValueError, "k_shot"),
+    ("learner_episodes", "K larger than a learner's wrong answers",
+     lambda t: learner_episodes(RESP, (2,), torch.tensor([0, 2])), ValueError, "K = 2 per class needs"),
+    ("learner_episodes", "K = 0", lambda t: learner_episodes(RESP, (0,), torch.tensor([2])), ValueError, "k_shots"),
+    ("episode_learners", "K = 0", lambda t: episode_learners(RESP, 0), ValueError, "k_shot"),
     # data loaders
     ("load_study_data", "unknown data set", lambda t: load_study_data("mnist"), ValueError, "(?i)dataset|choose"),
     ("validate_responses", "answers coded 1/2 instead of 0/1",
@@ -122,6 +144,10 @@ CASES = [
     ("metrics.log_loss", "probabilities above 1", lambda t: metrics.log_loss([0, 1], [0.5, 1.7]), ValueError,
      "(?i)probab|\\[0, 1\\]"),
     ("metrics.log_loss", "labels 1/2", lambda t: metrics.log_loss([1, 2], [0.5, 0.5]), ValueError, "(?i)0|1|label"),
+    ("metrics.row_auc", "scores and answers of different shapes",
+     lambda t: metrics.row_auc(np.zeros((2, 3)), np.zeros((2, 4))), ValueError, "shape"),
+    ("item_statistics", "answers coded 1/2", lambda t: item_statistics(torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+     ValueError, "0 \\(incorrect\\)"),
     ("metrics.mean_ci", "no values", lambda t: metrics.mean_ci([]), ValueError, "(?i)empty|value"),
     ("metrics.ndcg_at_k", "k = 0", lambda t: metrics.ndcg_at_k([1, 2, 3], [0.1, 0.2, 0.3], k=0), ValueError, "k"),
     # experiments: results files, registries, settings

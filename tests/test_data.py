@@ -192,3 +192,18 @@ def test_load_study_data_by_name():
     assert "swesat" in DATASETS
     with pytest.raises(ValueError, match="unknown dataset"):
         load_study_data("mnist")
+
+
+def test_item_statistics_are_the_share_correct_logit_and_the_item_rest_correlation():
+    from course_lib.data.responses import item_statistics
+
+    r = sample_2pl(400, 12, seed=0).responses
+    f = item_statistics(r)
+    y = r.numpy()
+    p = y.sum(0)
+    assert np.allclose(f[:, 0].numpy(), np.log((p + 0.5) / (len(y) - p + 0.5)), atol=1e-5)
+    rest = (y.sum(1, keepdims=True) - y) / (y.shape[1] - 1)
+    corr = [np.corrcoef(y[:, j], rest[:, j])[0, 1] for j in range(y.shape[1])]
+    assert np.allclose(f[:, 1].numpy(), corr, atol=1e-5)
+    with pytest.raises(ValueError, match="0 \\(incorrect\\), 1"):
+        item_statistics(torch.full((3, 2), 2.0))

@@ -6,6 +6,7 @@ from torch.func import functional_call, grad, vmap
 
 from course_lib.exercises import ExerciseError
 from course_lib.exercises import ch03
+from course_lib.algorithms.protonet import prototype_linear_classifier
 
 
 def mse(model, params, x, y):
@@ -224,3 +225,57 @@ def test_checks_draw_fresh_inputs_at_every_call():
     ch03.check_inner_update(recording)
     ch03.check_inner_update(recording)
     assert not torch.equal(seen[0], seen[-1])
+
+
+# ----------------------------------------------------------------------------- exercise 5 (ProtoMAML's head)
+def head_step(z, y, n_way, alpha):
+    c = torch.stack([z[y == k].mean(0) for k in range(n_way)])
+    W, b = 2 * c, -(c * c).sum(1)
+    P = torch.softmax(z @ W.T + b, dim=1)
+    G = (P - torch.nn.functional.one_hot(y, n_way).to(z.dtype)) / len(z)
+    return W - alpha * G.T @ z, b - alpha * G.sum(0)
+
+
+def test_prototype_head_step_right_answer_passes_and_placeholders_are_reported(capsys):
+    assert ch03.check_prototype_head_step(head_step)
+    assert ch03.check_prototype_head_step(None) is False
+    assert ch03.check_prototype_head_step(lambda z, y, n, a: None) is False
+
+
+def test_prototype_head_step_mistakes_and_library_calls_fail():
+    c = ch03.check_prototype_head_step
+    _fails(c, lambda z, y, n, a: head_step(z, y, n, 0.0), "before the step")
+    _fails(c, lambda z, y, n, a: head_step(z, y, n, -a), "uphill")
+    _fails(c, lambda z, y, n, a: head_step(z, y, n, a * len(z)), "too large")
+    _fails(c, lambda z, y, n, a: head_step(z, y, n, a)[0], "pair")
+    _fails(c, lambda z, y, n, a: (head_step(z, y, n, a)[0][:2], head_step(z, y, n, a)[1]), "n_way, d")
+
+    def half_init(z, y, n_way, alpha):
+        c = torch.stack([z[y == k].mean(0) for k in range(n_way)])
+        W, b = c, -(c * c).sum(1)
+        P = torch.softmax(z @ W.T + b, dim=1)
+        G = (P - torch.nn.functional.one_hot(y, n_way).to(z.dtype)) / len(z)
+        return W - alpha * G.T @ z, b - alpha * G.sum(0)
+
+    _fails(c, half_init, "W = 2c")
+
+    _fails(c, head_with_library, "prototype_linear_classifier")
+    _fails(c, head_with_autograd, "torch.(autograd|func)")
+
+
+def head_with_library(z, y, n_way, alpha):
+    W, b = prototype_linear_classifier(torch.stack([z[y == k].mean(0) for k in range(n_way)]))
+    return head_step_from(W, b, z, y, n_way, alpha)
+
+
+def head_with_autograd(z, y, n_way, alpha):
+    c = torch.stack([z[y == k].mean(0) for k in range(n_way)])
+    W, b = (2 * c).requires_grad_(), (-(c * c).sum(1)).requires_grad_()
+    gW, gb = torch.autograd.grad(torch.nn.functional.cross_entropy(z @ W.T + b, y), [W, b])
+    return W - alpha * gW, b - alpha * gb
+
+
+def head_step_from(W, b, z, y, n_way, alpha):
+    P = torch.softmax(z @ W.T + b, dim=1)
+    G = (P - torch.nn.functional.one_hot(y, n_way).to(z.dtype)) / len(z)
+    return W - alpha * G.T @ z, b - alpha * G.sum(0)

@@ -173,3 +173,17 @@ def test_paired_auc_difference_is_the_difference_with_a_paired_ci():
     assert same["diff"] == same["diff_lo"] == same["diff_hi"] == 0.0   # paired: no noise from the resampling
     with pytest.raises(ValueError, match="same length"):
         metrics.paired_auc_difference(y, p_a[:-1], p_b, learner)
+
+
+def test_row_auc_matches_sklearn_per_row_and_skips_masked_and_one_class_rows():
+    rng = np.random.default_rng(0)
+    y = (rng.random((6, 12)) < 0.5).astype(float)
+    s = np.round(rng.normal(size=(6, 12)), 1)  # ties
+    mask = rng.random((6, 12)) < 0.8
+    y[5] = 1.0  # one class only: NaN
+    out = metrics.row_auc(y, s, mask)
+    for i in range(5):
+        assert out[i] == pytest.approx(roc_auc_score(y[i, mask[i]], s[i, mask[i]]))
+    assert np.isnan(out[5])
+    with pytest.raises(ValueError, match="shape"):
+        metrics.row_auc(y, s[:, :3])

@@ -40,6 +40,7 @@ SMALL = {
     "lookahead": dict(n_past=40, past_horizon=20, n_test=20, horizon=15, n_hypotheses=8, depths=(1, 3), all_depth=0),
     "personalization": dict(n_learners=200, n_items=40, k_shots=(1, 4), n_query=8, maml_iterations=12,
                             maml_meta_batch=8),
+    "protomaml_shift": dict(iterations=4, n_test=12, n_boot=5, k_shots=(1, 2), meta_batch=4, steps=1),
     "recommendation": dict(iterations=20, validate_every=10, meta_batch=8, k_shots=(1, 5), test_steps=(0, 1),
                            variants=("MAML",)),
     "sinusoid": dict(iterations=20, meta_batch=4, ks=(5,), steps=(1,), n_test=10, n_query_test=10),

@@ -101,3 +101,48 @@ def test_permutation_is_a_seeded_permutation_from_either_library():
         permutation(3, 0)
     with pytest.raises(ValueError, match="non-negative integer"):
         permutation(-1, torch.Generator())
+
+
+# ------------------------------------------------------------ a learner as a 2-way episode (chapter 03, section 8)
+
+def _responses(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    r = (torch.rand(30, 40, generator=g) < 0.55).float()
+    r[torch.rand(30, 40, generator=g) < 0.1] = float("nan")
+    return r
+
+
+def test_learner_episodes_balanced_nested_supports_and_one_fixed_query():
+    from course_lib.tasks import episode_learners, learner_episodes
+
+    r = _responses()
+    learners = episode_learners(r, 4)
+    eps = learner_episodes(r, (1, 2, 4), learners, seed=3)
+    for k, b in eps.items():
+        assert b.x_support.shape == (len(learners), 2 * k)
+        assert torch.equal(b.y_support, torch.tensor([0] * k + [1] * k).expand_as(b.y_support))
+        rows = r[learners]
+        assert torch.equal(rows.gather(1, b.x_support), b.y_support.float())  # labels are the answers
+        assert torch.equal(b.x_query, eps[4].x_query)  # the same query for every K
+        assert torch.equal(b.x_support[:, :k], eps[4].x_support[:, :k])  # nested: wrong answers first K
+        assert torch.equal(b.x_support[:, k:], eps[4].x_support[:, 4:4 + k])  # nested: right answers
+    b = eps[4]
+    for i in range(len(learners)):
+        q = b.x_query[i][b.query_mask[i]]
+        answered = torch.nonzero(~torch.isnan(r[learners[i]])).flatten()
+        assert set(q.tolist()) | set(b.x_support[i].tolist()) == set(answered.tolist())
+        assert not set(q.tolist()) & set(b.x_support[i].tolist())
+        assert torch.equal(b.y_query[i][b.query_mask[i]], r[learners[i], q].long())
+
+
+def test_learner_episodes_refuses_k_larger_than_a_learners_answers():
+    from course_lib.tasks import episode_learners, learner_episodes
+
+    r = _responses()
+    r[0, :] = 1.0
+    r[0, :2] = 0.0  # two wrong answers only
+    assert 0 not in episode_learners(r, 3).tolist() and 0 in episode_learners(r, 2).tolist()
+    with pytest.raises(ValueError, match="learner 0 has 38 right and 2 wrong"):
+        learner_episodes(r, (1, 3), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="k_shots"):
+        learner_episodes(r, (0,), torch.tensor([1]))

@@ -1,5 +1,5 @@
-"""Meta-learning algorithms on torch.func: ProtoNet (chapter 02), MAML / FOMAML / Meta-SGD
-(chapter 03) and Reptile (chapter 04).
+"""Meta-learning algorithms on torch.func: ProtoNet (chapter 02), MAML / FOMAML / Meta-SGD and
+ProtoMAML (chapter 03) and Reptile (chapter 04).
 
 The maths is pure functions over parameter dictionaries (``phi = inner_adapt(model, theta, x, y,
 ...)``, ``adapt_batch``, ``maml_loss``, ``reptile_direction``); the classes hold only the state
@@ -9,7 +9,7 @@ The maths is pure functions over parameter dictionaries (``phi = inner_adapt(mod
 from course_lib.algorithms.maml import MAML, adapt_batch, inner_adapt, maml_loss, predict_batch
 from course_lib.algorithms.reptile import Reptile, reptile_direction
 
-__all__ = ["MAML", "Reptile", "ProtoNet", "inner_adapt", "adapt_batch", "predict_batch", "maml_loss",
+__all__ = ["MAML", "Reptile", "ProtoNet", "ProtoMAML", "inner_adapt", "adapt_batch", "predict_batch", "maml_loss",
            "reptile_direction"]
 
 
@@ -20,4 +20,8 @@ def __getattr__(name: str):
         from course_lib.algorithms.protonet import ProtoNet
 
         return ProtoNet
+    if name == "ProtoMAML":
+        from course_lib.algorithms.protomaml import ProtoMAML
+
+        return ProtoMAML
     raise AttributeError(name)

@@ -21,7 +21,7 @@ from torch import Tensor
 from course_lib.tasks import permutation
 
 __all__ = ["ResponseData", "validate_responses", "responses_checksum", "verify_checksum",
-           "split_learners", "ChecksumError", "StudyData", "DATASETS", "load_study_data"]
+           "split_learners", "ChecksumError", "StudyData", "DATASETS", "load_study_data", "item_statistics"]
 
 #: The response datasets the chapter 05 and 07 studies know by name.
 DATASETS = ("swesat", "verbagg", "lsat6", "lsat7", "synthetic", "synthetic_2d")
@@ -209,3 +209,30 @@ def load_study_data(dataset: str, seed: int = 0) -> StudyData:
             verify_checksum(s.responses, STUDY_SHA256, dataset="synthetic 2PL", card="datasets/synthetic_irt.md")
         return StudyData(s.responses, None, s)
     raise ValueError(f"unknown dataset {dataset!r}; use one of {DATASETS} or pass your own StudyData")
+
+
+def item_statistics(responses: Tensor, eps: float = 0.5) -> Tensor:
+    """Two classical test theory statistics per item, from calibration learners: ``[items, 2]``.
+
+    Column 0: the logit of the share correct among those who answered (with ``eps`` added to the
+    right and the wrong counts, so an item everyone solved stays finite); column 1: the item-rest
+    correlation (point-biserial correlation of the item with the learner's share correct on the
+    other answered items), the classical discrimination index. Missing answers are left out. These
+    are the item features of chapter 03, section 8: they mean the same on any test, so a model that
+    reads them can move to items it has never seen.
+    """
+    r = validate_responses(responses, name="responses")
+    answered = ~torch.isnan(r)
+    y = r.nan_to_num(0.0)
+    right, n = y.sum(0), answered.sum(0).float()
+    easiness = torch.log((right + eps) / (n - right + eps))
+    total, count = y.sum(1, keepdim=True), answered.sum(1, keepdim=True).float()
+    rest = (total - y) / (count - answered.float()).clamp_min(1.0)  # share correct on the other items
+    m = answered.float()
+
+    def centred(v: Tensor) -> Tensor:
+        return (v - (v * m).sum(0) / m.sum(0).clamp_min(1.0)) * m
+
+    cy, cr = centred(y), centred(rest)
+    corr = (cy * cr).sum(0) / ((cy.pow(2).sum(0) * cr.pow(2).sum(0)).sqrt().clamp_min(1e-12))
+    return torch.stack([easiness, corr], 1)

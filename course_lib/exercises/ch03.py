@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from course_lib import algorithms
 from course_lib.algorithms import functional as _functional
-from course_lib.exercises import as_number, fail, passed, todo as _todo
+from course_lib.exercises import as_number, as_tensor, fail, passed, todo as _todo
 from course_lib.exercises.guard import forbid_calls
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
@@ -341,3 +341,68 @@ def check_fomaml_gradient(fn: Callable | None) -> bool:
         fail("your gradient differs from the first-order reference; per task: φᵢ = θ − α∇L(θ; support), "
              "then gᵢ = ∇_φ L(φᵢ; query); return the mean of gᵢ over tasks")
     return passed("your first-order meta-gradient equals the reference on a fresh random network and tasks")
+
+
+# --------------------------------------------------------------------------------- exercise 5
+__all__ += ["check_prototype_head_step"]
+
+
+def _ref_head_step(z: Tensor, y: Tensor, n_way: int, alpha: float, init_scale: float = 2.0,
+                   reduce: str = "mean") -> tuple[Tensor, Tensor]:
+    """Reference: prototype head (W = 2c, b = −‖c‖²), then one autograd step on the support cross-entropy."""
+    c = torch.stack([z[y == k].mean(0) for k in range(n_way)])
+    W = (init_scale * c).requires_grad_(True)
+    b = (-(c * c).sum(1)).requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(z @ W.T + b, y, reduction=reduce)
+    gW, gb = torch.autograd.grad(loss, [W, b])
+    return (W - alpha * gW).detach(), (b - alpha * gb).detach()
+
+
+def check_prototype_head_step(fn: Callable | None) -> bool:
+    """Exercise 5: ``fn(z_support, y_support, n_way, alpha) -> (W, b)``: ProtoMAML's head after one step.
+
+    Start from the prototype head W_k = 2c_k, b_k = −‖c_k‖² (c_k = mean of the class-k rows of
+    ``z_support [n, d]``), take one gradient step of size α on the mean support cross-entropy of the
+    logits z Wᵀ + b with respect to W and b (the embedding z stays fixed), return ``W [n_way, d]`` and
+    ``b [n_way]``. Checked on fresh random embeddings against an autograd reference; answers that
+    call course_lib's ProtoMAML / ProtoNet code or an autograd routine are refused (write the
+    gradient (P − Y)ᵀZ / n from the formula).
+    """
+    if fn is None:
+        return _todo("define my_prototype_head_step(z_support, y_support, n_way, alpha) and pass it to the check")
+    from course_lib.algorithms import protomaml, protonet
+
+    forbidden = {"course_lib.algorithms.protomaml": protomaml, "ProtoMAML": protomaml.ProtoMAML,
+                 "prototype_head": protomaml.prototype_head, "protomaml_adapt": protomaml.protomaml_adapt,
+                 "course_lib.algorithms.protonet": protonet, "ProtoNet": protonet.ProtoNet,
+                 "prototype_linear_classifier": protonet.prototype_linear_classifier,
+                 "class_prototypes": protonet.class_prototypes, "torch.autograd.grad": torch.autograd.grad,
+                 "torch.func.grad": torch.func.grad, "torch.autograd": torch.autograd, **_LIBRARY}
+    forbid_calls(fn, forbidden, "the head's gradient step")
+    seed = _fresh_seed()
+    g = torch.Generator().manual_seed(seed)
+    n_way, k, d, alpha = 3, 4, 5, 0.3
+    z = torch.randn(n_way * k, d, generator=g, dtype=torch.float64)
+    y = torch.arange(n_way).repeat_interleave(k)[torch.randperm(n_way * k, generator=g)]
+    got = _call(fn, (z.clone(), y.clone(), n_way, alpha), "my_prototype_head_step(z_support, y_support, 3, 0.3)")
+    if got is None:
+        return _todo("your function returns None; return the pair (W, b)")
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        fail(f"return a pair (W, b), got {type(got).__name__}")
+    W, b = as_tensor(got[0], "W"), as_tensor(got[1], "b")
+    if W.shape != (n_way, d) or b.shape != (n_way,):
+        fail(f"W must be [n_way, d] = ({n_way}, {d}) and b [n_way] = ({n_way},); got {tuple(W.shape)} and {tuple(b.shape)}")
+    close = lambda ref: torch.allclose(W, ref[0], atol=1e-8) and torch.allclose(b, ref[1], atol=1e-8)  # noqa: E731
+    if close(_ref_head_step(z, y, n_way, 0.0)):
+        fail("that is the prototype head before the step; now subtract α times the gradient of the support "
+             "cross-entropy")
+    if close(_ref_head_step(z, y, n_way, -alpha)):
+        fail("your step goes uphill: W ← W − α ∂L/∂W, with ∂L/∂W = (P − Y)ᵀZ / n (P the softmax, Y one-hot)")
+    if close(_ref_head_step(z, y, n_way, alpha, reduce="sum")):
+        fail(f"your step is {n_way * k}x too large: the loss is the *mean* cross-entropy over the support examples")
+    if close(_ref_head_step(z, y, n_way, alpha, init_scale=1.0)):
+        fail("the starting head is wrong: −‖z − c‖² = −‖z‖² + 2cᵀz − ‖c‖² gives W = 2c, not c")
+    if not close(_ref_head_step(z, y, n_way, alpha)):
+        fail("your head differs from the reference; start at W = 2c, b = −‖c‖², compute P = softmax(ZWᵀ + b), "
+             "then W − α(P − Y)ᵀZ/n and b − α·mean over rows of (P − Y)")
+    return passed("your prototype head after one step equals the reference on fresh random embeddings")

@@ -28,9 +28,10 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 NO_BROWSER = (f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. Install it with "
               "`sudo apt-get install chromium fonts-noto-color-emoji` (or set CHROMIUM=/path/to/chromium) "
               "and run `make test-browser` again.")
-# JupyterLab settings for the test server: no autosave, no news pop-up; everything else is what a learner
-# gets (notably the default windowing mode, which skips the layout of off-screen cells).
+# JupyterLab settings for the test server: no autosave, no news pop-up, and every cell laid out (windowing
+# off) so that each output can be inspected without scrolling to it; everything else is what a learner gets.
 LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                          "checkForUpdates": False},
@@ -115,4 +116,4 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict) -> dict:
-    return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}}
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1400}}

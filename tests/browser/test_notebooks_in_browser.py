@@ -101,9 +101,12 @@ def check_outputs(page, name: str) -> None:
     errors = page.eval_on_selector_all('.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]',
                                        "els => els.map(e => e.textContent.slice(0, 800))")
     assert not errors, f"{name}: {len(errors)} cell(s) raised in the browser:\n" + "\n---\n".join(errors)
+    # Cells whose input is collapsed (the hidden solution cells) show a placeholder without a prompt; their
+    # outputs and errors are still checked above and below.
     not_run = page.evaluate("""() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')]
-        .map((c, i) => [i, c.querySelector('.jp-InputArea-prompt').textContent.trim(),
-                        c.querySelector('.jp-InputArea-editor').textContent.trim()])
+        .map((c, i) => [i, c.querySelector('.jp-InputArea-prompt'), c.querySelector('.jp-InputArea-editor')])
+        .filter(([i, p, e]) => p && e)
+        .map(([i, p, e]) => [i, p.textContent.trim(), e.textContent.trim()])
         .filter(([i, p, src]) => src && !/\\[\\d+\\]/.test(p)).map(([i, p]) => `code cell ${i}: ${p}`)""")
     assert not not_run, f"{name}: cells that did not run: {not_run}"
     as_text = [t for t in page.eval_on_selector_all('.jp-Notebook .jp-OutputArea-output[data-mime-type="text/plain"]',
@@ -149,7 +152,8 @@ def interact(page, name: str) -> Path:
         cell.screenshot(path=str(shot))
         pytest.fail(f"{name}: {action} did not change the figure within 120 s (screenshot {shot})")
     page.wait_for_timeout(500)
-    cell.screenshot(path=str(shot))
+    outputs = cell.locator(".jp-Cell-outputWrapper")  # the controls and the figure, not the (long) code
+    (outputs if outputs.count() else cell).screenshot(path=str(shot))
     return shot
 
 
@@ -157,9 +161,12 @@ def operate(cell) -> str:
     """Act on the cell's first control the way a learner would; say what was done."""
     slider = cell.locator(".widget-slider .noUi-handle, .widget-hslider .noUi-handle")
     if slider.count():
-        slider.first.focus()
-        slider.first.press("ArrowRight")
-        return "moving a slider one step right"
+        handle = slider.first
+        at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+        key, way = ("ArrowLeft", "left") if at_max else ("ArrowRight", "right")  # a slider at its end cannot move on
+        handle.focus()
+        handle.press(key)
+        return f"moving a slider one step {way}"
     dropdown = cell.locator(".widget-dropdown select")
     if dropdown.count():
         options = dropdown.first.evaluate("s => [...s.options].map(o => o.value)")
