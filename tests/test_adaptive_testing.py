@@ -114,3 +114,21 @@ def test_cli_writes_json(monkeypatch, tmp_path, toy_data, cat_result):
     data = json.loads(path.read_text())
     assert data["wall_s"] >= 0 and len(data["details"]["bobcat_reference"]) == 8
     assert data["rows"] == json.loads(json.dumps(res.rows)) and len(data["rows"]) == len(cat_result.rows)
+
+
+def test_swapped_tester_asks_one_model_and_predicts_with_the_other(toy_data):
+    from course_lib.adaptive.cat import IRTModel, run_cat, split_items
+    from course_lib.adaptive.swaps import SwappedTester, swap_table
+
+    r = torch.nan_to_num(toy_data.responses[:50], 0.0)
+    sp = split_items(r, n_steps=3, seed=1)
+    flat, steep = IRTModel(torch.ones(30), torch.linspace(-2, 2, 30)), IRTModel(torch.full((30,), 2.0), torch.zeros(30))
+    mixed = run_cat(SwappedTester(flat, steep), r, sp, "max_information", 3, scorer=flat)
+    asked_by_flat = run_cat(flat, r, sp, "max_information", 3)
+    assert torch.equal(mixed.asked, asked_by_flat.asked)
+    state = steep.begin(50)
+    for n in range(3):
+        state = steep.observe(state, mixed.asked[:, n], mixed.answers[:, n])
+    torch.testing.assert_close(mixed.heldout_prob[2][sp.heldout], steep.predict(state)[sp.heldout])
+    with pytest.raises(ValueError, match="reference"):
+        swap_table({"a": (flat, "random")}, "b", r, sp, flat, torch.zeros(30, dtype=torch.long))

@@ -221,7 +221,8 @@ def test_grid_weight_derivative_matches_finite_differences_and_trains():
             fd = (loss(w.detach() + e) - loss(w.detach() - e)) / 2e-6
         assert abs(float(fd) - float(auto[j])) < 1e-6
     tester = bc.train_bobcat(_toy(n_learners=80), torch.arange(60),
-                             bc.BOBCATConfig(iterations=3, n_steps=4, batch=16, hidden=16, posterior="grid", grid_points=11),
+                             bc.BOBCATConfig(iterations=3, n_steps=4, batch=16, hidden=16, posterior="grid",
+                                             grid_points=11),
                              progress=False)
     assert tester.model.posterior == "grid"
     with pytest.raises(ValueError, match="posterior must be one of"):

@@ -28,11 +28,8 @@ the 2PL EAP ability from the items asked against a reference: on SweSAT the 2PL 
 learner's answers (the true ability is unknown), on synthetic 2PL learners (θ ~ N(0, 1), answers
 drawn from the fitted SweSAT item parameters) the true θ. ``details["paired"]``: per n, each tester's
 AUC minus the reference tester's (per-section 2PL Fisher where sections exist) on the same learners,
-with a paired learner-bootstrap CI (`course_lib.metrics.paired_auc_difference`). ``details["swaps"]``
-(real learners, n = 1..3): the same paired differences for testers that take their questions from
-one tester and their predictions from another (BOBCAT's and the per-section 2PL's), and for BOBCAT's
-questions with the other inner level (MAP + Laplace vs exact grid posterior) on the same trained θ —
-which component wins or loses after few questions. The learning-path study of the same
+with a paired learner-bootstrap CI (`course_lib.metrics.paired_auc_difference`); ``details["swaps"]``
+the same for one tester's questions with another's predictions (`_swaps`). The learning-path study of the same
 chapter is `course_lib.experiments.learning_paths`; the figures are in `course_lib.viz`.
 
     python -m course_lib.experiments.adaptive_testing --json FILE [--set n_steps=10]
@@ -49,10 +46,11 @@ import torch
 
 from course_lib.adaptive.bobcat import BOBCAT, BOBCATConfig, train_bobcat
 from course_lib.adaptive.cat import IRTModel, MetaCATModel, run_cat, split_items, summarize_cat, synthetic_learners
+from course_lib.adaptive.swaps import SwappedTester, swap_table
 from course_lib.baselines.irt import eap_ability_batch, fit_2pl, fit_2pl_by_group
 from course_lib.data.responses import StudyData, load_study_data, split_learners, validate_responses
 from course_lib.experiments import common
-from course_lib.metrics import auc, paired_auc_difference
+from course_lib.metrics import paired_auc_difference
 from course_lib.models.meta_irt import MetaIRTConfig, train_meta_irt
 
 __all__ = ["BOBCAT_REFERENCE", "CAT_METHODS", "TESTER_MODELS", "Config", "run", "cat_table", "main"]
@@ -150,16 +148,10 @@ def _bobcat(fit: _Fit) -> BOBCAT:
     return fit.cache["bobcat"]
 
 
-def _bobcat_bank(fit: _Fit) -> BOBCAT:
-    """The same trained BOBCAT, its information rule ranking by the bank's expected variance drop."""
-    tester = _bobcat(fit)
-    return BOBCAT(tester.model, tester.policy, name="BOBCAT model, bank information", information="bank")
-
-
 #: learner model name -> builder (what a tester in `CAT_METHODS` adapts and predicts with)
 TESTER_MODELS: common.Registry[Callable[[_Fit], object]] = common.Registry("tester model")
 for _key, _build in (("irt", _irt), ("irt_sections", _irt_sections), ("meta", _meta), ("bobcat", _bobcat),
-                     ("bobcat_bank", _bobcat_bank)):
+                     ("bobcat_bank", lambda fit: BOBCAT(_bobcat(fit).model, _bobcat(fit).policy, information="bank"))):
     TESTER_MODELS.register(_key)(_build)
 
 
@@ -246,9 +238,9 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
     with common.stopwatch() as t:
-        swaps = _swaps(models, scorer, datasets, splits, traces, cfg)
+        swaps = _swaps(models, scorer, datasets, splits, cfg)
     timings["swaps"] = t()
-    return rows, {"paired": _paired(traces, datasets, splits, cfg), "swaps": swaps, "traces": traces, "splits": splits,
+    return rows, {"paired": _paired(traces, datasets, splits, cfg), "traces": traces, "splits": splits, "swaps": swaps,
                   "references": {name: v[1] for name, v in datasets.items()},
                   "responses": {name: v[0] for name, v in datasets.items()}}
 
@@ -271,66 +263,25 @@ def _paired(traces: dict, datasets: dict, splits: dict, cfg: Config) -> list[dic
     return out
 
 
-class _Swapped:
-    """A tester that asks ``asker``'s questions (by its ``rule``) and predicts with ``predictor``."""
-
-    def __init__(self, asker, rule: str, predictor) -> None:
-        self.asker, self.rule, self.predictor = asker, rule, predictor
-        self.name = f"{asker.name} questions, {predictor.name} predictions"
-
-    def begin(self, n: int) -> dict:
-        return {"ask": self.asker.begin(n), "pred": self.predictor.begin(n)}
-
-    def observe(self, state: dict, item, answer) -> dict:
-        return {"ask": self.asker.observe(state["ask"], item, answer),
-                "pred": self.predictor.observe(state["pred"], item, answer)}
-
-    def predict(self, state: dict) -> torch.Tensor:
-        return self.predictor.predict(state["pred"])
-
-    def information(self, state: dict) -> torch.Tensor:
-        return self.asker.information(state["ask"])
-
-    def policy_scores(self, state: dict) -> torch.Tensor:
-        return self.asker.policy_scores(state["ask"])
-
-
 SWAP_STEPS = 3
 
 
-def _swaps(models: dict, scorer: IRTModel, datasets: dict, splits: dict, traces: dict, cfg: Config) -> list[dict]:
-    """Real learners, n = 1..`SWAP_STEPS`: which component of BOBCAT wins or loses after few questions.
-
-    Questions of BOBCAT's policy with the per-section 2PL's predictions and vice versa, and BOBCAT's
-    questions and θ with the other inner level (Laplace ↔ grid), each minus the per-section tester
-    (paired learner-bootstrap CI), with the share of learners whose first question is in each section.
-    """
-    name = cfg.dataset
-    if not {"bobcat", "irt_sections"} <= models.keys() or name not in datasets:
+def _swaps(models: dict, scorer: IRTModel, datasets: dict, splits: dict, cfg: Config) -> list[dict]:
+    """Real learners, n = 1..3: BOBCAT's questions with the per-section 2PL's predictions and vice versa,
+    and with the other inner level (Laplace ↔ grid) on the same θ (`course_lib.adaptive.swaps`)."""
+    if not {"bobcat", "irt_sections"} <= models.keys() or cfg.dataset not in datasets:
         return []
-    resp, sp = datasets[name][0], splits[name]
     bob, sec = models["bobcat"], models["irt_sections"]
     other = "laplace" if bob.model.posterior == "grid" else "grid"
+    exact = BOBCAT(bob.model.with_posterior(other), bob.policy, name=f"BOBCAT θ, {other} inner level")
     testers = {"BOBCAT questions, BOBCAT predictions": (bob, "learned_policy"),
                "per-section questions, per-section predictions": (sec, "max_information"),
-               "BOBCAT questions, per-section predictions": (_Swapped(bob, "learned_policy", sec), "learned_policy"),
-               "per-section questions, BOBCAT predictions": (_Swapped(sec, "max_information", bob), "max_information"),
+               "BOBCAT questions, per-section predictions": (SwappedTester(bob, sec), "learned_policy"),
+               "per-section questions, BOBCAT predictions": (SwappedTester(sec, bob), "max_information"),
                f"BOBCAT questions, BOBCAT θ with the {other} inner level":
-                   (_Swapped(bob, "learned_policy", BOBCAT(bob.model.with_posterior(other), bob.policy)), "learned_policy")}
-    hold = sp.heldout
-    y, learner = resp[hold].numpy(), torch.nonzero(hold)[:, 0].numpy()
-    played = {k: run_cat(m, resp, sp, rule, SWAP_STEPS, seed=cfg.seed + 2, scorer=scorer, method=k)
-              for k, (m, rule) in testers.items()}
-    ref = played["per-section questions, per-section predictions"]
-    out = []
-    for k, tr in played.items():
-        first = torch.bincount(sec.groups[tr.asked[:, 0]], minlength=sec.n_groups).float() / len(tr.asked)
-        for n in range(SWAP_STEPS):
-            d = paired_auc_difference(y, tr.heldout_prob[n][hold].numpy(), ref.heldout_prob[n][hold].numpy(), learner,
-                                      n_boot=cfg.n_boot, seed=cfg.seed + n)
-            out.append({"tester": k, "n_items": n + 1, "first_question_section_share": first.tolist(),
-                        "auc": auc(y, tr.heldout_prob[n][hold].numpy()), **d})
-    return out
+                   (SwappedTester(bob, exact), "learned_policy")}
+    return swap_table(testers, "per-section questions, per-section predictions", datasets[cfg.dataset][0],
+                      splits[cfg.dataset], scorer, sec.groups, min(SWAP_STEPS, cfg.n_steps), cfg.n_boot, cfg.seed)
 
 
 def cat_table(result: common.Result, value: str = "auc", ns: Sequence[int] = (1, 3, 5, 10, 20)) -> pd.DataFrame:
