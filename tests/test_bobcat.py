@@ -166,3 +166,68 @@ def test_bad_input_errors():
     split = split_items(r, n_steps=2)
     with pytest.raises(ValueError, match="selection policy"):
         run_cat(IRTModel(torch.ones(12), torch.zeros(12)), r, split, "learned_policy", n_steps=2)
+
+
+def _grid_model(a: torch.Tensor, b: torch.Tensor, loading: torch.Tensor, dims: int) -> bc.ResponseModel:
+    """A grid-posterior model that *is* a 2PL per group: item j loads aⱼ on dimension ``loading[j]``, prior N(0, I)."""
+    m = bc.ResponseModel(len(a), dims, posterior="grid", grid_points=61).double()
+    with torch.no_grad():
+        m.item_a.zero_()
+        m.item_a[torch.arange(len(a)), loading] = a
+        m.item_d.copy_(-a * b)
+        m.prior_chol.copy_(torch.eye(dims) * (1 - 1e-3) ** 0.5)       # Λ = I exactly
+    return m
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_grid_posterior_is_the_2pl_eap_when_the_model_is_a_2pl_per_section(dims):
+    """With one loading per item and an identity prior the grid posterior factorises into one EAP per
+    section: its predictive is `IRTModel`'s posterior predictive (the per-section 2PL tester's)."""
+    g = torch.Generator().manual_seed(3)
+    a, b = (0.5 + torch.rand(12, generator=g)).double(), torch.randn(12, generator=g).double()
+    loading = torch.arange(12) % dims
+    m, irt = _grid_model(a, b, loading, dims), IRTModel(a, b, groups=loading)
+    r = _toy(n_learners=5).double()
+    state = irt.begin(5)
+    w = torch.zeros_like(r)
+    for j in (0, 3, 4):
+        state = irt.observe(state, torch.full((5,), j), r[:, j])
+        w[:, j] = 1
+        phi, cov, p = m.infer(w, r)
+        torch.testing.assert_close(p, irt.predict(state).double(), atol=2e-4, rtol=0)
+    torch.testing.assert_close(phi, (irt._post(state) @ irt.nodes).reshape(5, dims), atol=2e-4, rtol=0)
+    phi0, cov0 = m.adapt(torch.zeros_like(r), r)                 # no answers: the prior's moments
+    torch.testing.assert_close(phi0, torch.zeros(5, dims, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(cov0, torch.eye(dims, dtype=torch.float64).expand(5, -1, -1), atol=1e-4, rtol=0)
+
+
+def test_grid_weight_derivative_matches_finite_differences_and_trains():
+    m = bc.ResponseModel(12, 2, posterior="grid", grid_points=21).double()
+    r = _toy().double()[:1]
+    held = torch.zeros_like(r, dtype=torch.bool)
+    held[0, 8:] = True
+
+    def loss(w):
+        return torch.nn.functional.binary_cross_entropy(m.infer(w, r)[2][held], r[held])
+
+    w = torch.zeros_like(r)
+    w[0, :2] = 1
+    w.requires_grad_(True)
+    auto = torch.autograd.grad(loss(w), w)[0][0, :8]
+    for j in range(8):
+        e = torch.zeros_like(r)
+        e[0, j] = 1e-6
+        with torch.no_grad():
+            fd = (loss(w.detach() + e) - loss(w.detach() - e)) / 2e-6
+        assert abs(float(fd) - float(auto[j])) < 1e-6
+    tester = bc.train_bobcat(_toy(n_learners=80), torch.arange(60),
+                             bc.BOBCATConfig(iterations=3, n_steps=4, batch=16, hidden=16, posterior="grid",
+                                             grid_points=11),
+                             progress=False)
+    assert tester.model.posterior == "grid"
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        bc.ResponseModel(12, 2, posterior="exact")
+    with pytest.raises(ValueError, match="grid_points"):
+        bc.ResponseModel(12, 4, posterior="grid", grid_points=31)
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        bc.BOBCATConfig(posterior="map")

@@ -16,7 +16,9 @@ max Fisher information (2PL per     baseline  one 2PL and one ability per test s
 section)                                      quantitative, verbal); only where sections are given
 random (meta-learned)               meta      uniform → MetaIRT adapted to the answers
 max information (meta-learned)      meta      argmax p(1 − p)‖∂logit/∂φ‖² at the adapted φ → MetaIRT
-max information (BOBCAT model)      meta      argmax p(1 − p)aᵀH⁻¹a → BOBCAT's response model (ablation)
+max information (BOBCAT model)      meta      argmax p(1 − p)aᵀΣa (about φ) → BOBCAT's response model
+max bank information (BOBCAT        meta      argmax of the share of the bank's predictive variance
+model)                                        the answer removes → BOBCAT's model (the policy's start)
 BOBCAT (learned policy)             meta      argmax of the policy trained jointly with the response
                                               model on the held-out loss (`course_lib.adaptive.bobcat`)
 ==================================  ========  ======================================================
@@ -26,7 +28,8 @@ the 2PL EAP ability from the items asked against a reference: on SweSAT the 2PL 
 learner's answers (the true ability is unknown), on synthetic 2PL learners (θ ~ N(0, 1), answers
 drawn from the fitted SweSAT item parameters) the true θ. ``details["paired"]``: per n, each tester's
 AUC minus the reference tester's (per-section 2PL Fisher where sections exist) on the same learners,
-with a paired learner-bootstrap CI (`course_lib.metrics.paired_auc_difference`). The learning-path study of the same
+with a paired learner-bootstrap CI (`course_lib.metrics.paired_auc_difference`); ``details["swaps"]``
+the same for one tester's questions with another's predictions (`_swaps`). The learning-path study of the same
 chapter is `course_lib.experiments.learning_paths`; the figures are in `course_lib.viz`.
 
     python -m course_lib.experiments.adaptive_testing --json FILE [--set n_steps=10]
@@ -41,8 +44,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from course_lib.adaptive.bobcat import BOBCATConfig, train_bobcat
+from course_lib.adaptive.bobcat import BOBCAT, BOBCATConfig, train_bobcat
 from course_lib.adaptive.cat import IRTModel, MetaCATModel, run_cat, split_items, summarize_cat, synthetic_learners
+from course_lib.adaptive.swaps import SwappedTester, swap_table
 from course_lib.baselines.irt import eap_ability_batch, fit_2pl, fit_2pl_by_group
 from course_lib.data.responses import StudyData, load_study_data, split_learners, validate_responses
 from course_lib.experiments import common
@@ -68,6 +72,7 @@ CAT_METHODS = (("random (2PL IRT)", "baseline", "irt", "random"),
                ("random (meta-learned)", "meta", "meta", "random"),
                ("max information (meta-learned)", "meta", "meta", "max_information"),
                ("max information (BOBCAT model)", "meta", "bobcat", "max_information"),
+               ("max bank information (BOBCAT model)", "meta", "bobcat_bank", "max_information"),
                ("BOBCAT (learned policy)", "meta", "bobcat", "learned_policy"))
 #: the paired AUC differences are against this tester (the 2PL one where a dataset has no sections)
 PAIRED_REFERENCE = ("max Fisher information (2PL per section)", "max Fisher information (2PL IRT)")
@@ -103,6 +108,7 @@ class _Fit:
     params: object                          # the 2PL ItemParams of the training learners
     config: Config
     progress: bool
+    cache: dict = field(default_factory=dict)
 
 
 def _irt(fit: _Fit) -> IRTModel:
@@ -127,21 +133,25 @@ def _meta(fit: _Fit) -> MetaCATModel:
     return MetaCATModel(maml, fit.r.shape[1], name="meta-learned")
 
 
-def _bobcat(fit: _Fit) -> object:
+def _bobcat(fit: _Fit) -> BOBCAT:
     """BOBCAT's response model and policy, θ started from the 2PL (one loading dimension per section)."""
+    if "bobcat" in fit.cache:
+        return fit.cache["bobcat"]
     cfg = fit.config.bobcat
     irt = _irt_sections(fit) if fit.groups is not None else _irt(fit)
     if irt.n_groups > cfg.dims:
         raise ValueError(f"bobcat.dims={cfg.dims} is fewer than the {irt.n_groups} test sections; raise it")
     a = torch.zeros(len(irt.a), cfg.dims)
     a[torch.arange(len(irt.a)), irt.groups] = irt.a.float()
-    return train_bobcat(fit.r, fit.train, cfg, seed=fit.config.seed, init=(a, (-irt.a * irt.b).float()),
-                        progress=fit.progress)
+    fit.cache["bobcat"] = train_bobcat(fit.r, fit.train, cfg, seed=fit.config.seed,
+                                       init=(a, (-irt.a * irt.b).float()), progress=fit.progress)
+    return fit.cache["bobcat"]
 
 
 #: learner model name -> builder (what a tester in `CAT_METHODS` adapts and predicts with)
 TESTER_MODELS: common.Registry[Callable[[_Fit], object]] = common.Registry("tester model")
-for _key, _build in (("irt", _irt), ("irt_sections", _irt_sections), ("meta", _meta), ("bobcat", _bobcat)):
+for _key, _build in (("irt", _irt), ("irt_sections", _irt_sections), ("meta", _meta), ("bobcat", _bobcat),
+                     ("bobcat_bank", lambda fit: BOBCAT(_bobcat(fit).model, _bobcat(fit).policy, information="bank"))):
     TESTER_MODELS.register(_key)(_build)
 
 
@@ -204,7 +214,7 @@ def run(config: Config = Config(), *, progress: bool = True, device: torch.devic
         rows, keep = _play(fit, models, chosen, _test_learners(fit, models.get("irt") or _irt(fit), split["test"]),
                            timings)
     details = {"bobcat_reference": BOBCAT_REFERENCE, "timings": timings, "n_test_learners": int(len(split["test"])),
-               "paired": keep.pop("paired")}
+               "paired": keep.pop("paired"), "swaps": keep.pop("swaps")}
     if config.keep_traces:
         details.update(keep, models=models, item_params=params)
     settings = {**dataclasses.asdict(config), "methods": [m[0] for m in chosen]}
@@ -227,7 +237,11 @@ def _play(fit: _Fit, models: dict, chosen: list, datasets: dict, timings: dict) 
                 df = summarize_cat(tr, resp, sp, ref, n_boot=cfg.n_boot, seed=cfg.seed, progress=fit.progress)
             timings[f"{name}: {method}"] = t()
             rows += [{"dataset": name, "kind": kind, "reference": ref_name, **row} for row in df.to_dict("records")]
+    with common.stopwatch() as t:
+        swaps = _swaps(models, scorer, datasets, splits, cfg)
+    timings["swaps"] = t()
     return rows, {"paired": _paired(traces, datasets, splits, cfg, fit.progress), "traces": traces, "splits": splits,
+                  "swaps": swaps,
                   "references": {name: v[1] for name, v in datasets.items()},
                   "responses": {name: v[0] for name, v in datasets.items()}}
 
@@ -256,6 +270,27 @@ def _paired(traces: dict, datasets: dict, splits: dict, cfg: Config, progress: b
                 bar.update()
     bar.close()
     return out
+
+
+SWAP_STEPS = 3
+
+
+def _swaps(models: dict, scorer: IRTModel, datasets: dict, splits: dict, cfg: Config) -> list[dict]:
+    """Real learners, n = 1..3: BOBCAT's questions with the per-section 2PL's predictions and vice versa,
+    and with the other inner level (Laplace ↔ grid) on the same θ (`course_lib.adaptive.swaps`)."""
+    if not {"bobcat", "irt_sections"} <= models.keys() or cfg.dataset not in datasets:
+        return []
+    bob, sec = models["bobcat"], models["irt_sections"]
+    other = "laplace" if bob.model.posterior == "grid" else "grid"
+    exact = BOBCAT(bob.model.with_posterior(other), bob.policy, name=f"BOBCAT θ, {other} inner level")
+    testers = {"BOBCAT questions, BOBCAT predictions": (bob, "learned_policy"),
+               "per-section questions, per-section predictions": (sec, "max_information"),
+               "BOBCAT questions, per-section predictions": (SwappedTester(bob, sec), "learned_policy"),
+               "per-section questions, BOBCAT predictions": (SwappedTester(sec, bob), "max_information"),
+               f"BOBCAT questions, BOBCAT θ with the {other} inner level":
+                   (SwappedTester(bob, exact), "learned_policy")}
+    return swap_table(testers, "per-section questions, per-section predictions", datasets[cfg.dataset][0],
+                      splits[cfg.dataset], scorer, sec.groups, min(SWAP_STEPS, cfg.n_steps), cfg.n_boot, cfg.seed)
 
 
 def cat_table(result: common.Result, value: str = "auc", ns: Sequence[int] = (1, 3, 5, 10, 20)) -> pd.DataFrame:
