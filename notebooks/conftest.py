@@ -5,9 +5,9 @@ every process it started (psutil, every 0.2 s) and keeps the peak: the sum over 
 worker or server a notebook starts counts too. Each process counts its PSS (proportional set size: a
 page shared by n processes counts 1/n in each), so the sum counts every page once, as Binder's
 container limit does; where the OS has no PSS, RSS (which errs on the safe side). The notebook's last
-cell fails if the peak is over the budget (``NOTEBOOK_MEMORY_BUDGET_GB``, default 2; `EXCEPTIONS_BYTES`
-names the one notebook allowed more, and why). Every figure is written to build/notebook_memory.json
-(merged with earlier runs) and printed at the end of the session; README quotes results/notebook_memory.json.
+cell fails if the peak is over the budget (``NOTEBOOK_MEMORY_BUDGET_GB``, default 2; no notebook is
+exempt: chapter 08 forks its two distributed workers from one process so that they share PyTorch's
+memory). Every figure is written to build/notebook_memory.json (merged with earlier runs) and printed at the end of the session; README quotes results/notebook_memory.json.
 """
 
 from __future__ import annotations
@@ -27,12 +27,6 @@ except ImportError:  # nbval is a declared dependency; without it there are no n
     IPyNbCell = ()
 
 BUDGET_BYTES = float(os.environ.get("NOTEBOOK_MEMORY_BUDGET_GB", "2")) * 1e9
-#: Notebooks allowed more than the budget, each with the measured reason (README lists them).
-EXCEPTIONS_BYTES = {
-    # Section 6 launches the 2-process gloo run: torchrun's agent and two workers each import PyTorch
-    # (about 0.42 / 0.51 / 0.51 GiB PSS measured), on top of the kernel's own ~0.6 GiB for torch + course_lib.
-    "08_scaling_meta_training.ipynb": 2.6e9,
-}
 REPORT = Path(__file__).resolve().parents[1] / "build" / "notebook_memory.json"
 GIB = 1024 ** 3
 FULL_INFO = hasattr(psutil.Process, "memory_full_info") and os.path.exists("/proc/self/smaps_rollup")
@@ -118,7 +112,7 @@ def pytest_runtest_call(item):
 def finish(name: str) -> None:
     sampler = _samplers[name]
     peak = sampler.stop()
-    budget = EXCEPTIONS_BYTES.get(name, BUDGET_BYTES)
+    budget = BUDGET_BYTES
     _figures[name] = {"peak_rss_bytes": peak, "peak_rss_gib": round(peak / GIB, 3),
                       "wall_s": round(time.monotonic() - sampler.started, 1), "budget_bytes": budget}
     save()

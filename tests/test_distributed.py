@@ -103,6 +103,18 @@ def test_a_dead_rank_stops_the_others_within_the_timeout():
     assert elapsed < 60, f"the surviving rank took {elapsed:.0f} s to stop after rank 1 died"
 
 
+def test_the_fork_launcher_trains_the_same_theta_and_reports_a_dead_rank():
+    """launch(launcher="fork"): workers forked from one warmed-up process (chapter 08's memory-lean launch)."""
+    kw = SMALL | {"algo": "maml"}
+    two = distributed.launch(DistConfig(**kw), nproc=2, launcher="fork", timeout_s=300)
+    one = train(DistConfig(**kw), device="cpu")
+    assert two.rows[0]["world_size"] == 2
+    assert max_diff(two.details["theta"], one.details["theta"]) <= 1e-5
+    with pytest.raises(RuntimeError, match="(?s)fork with 2 processes failed.*forked workers failed:.*rank 0.*all_reduce at step 3 failed"):
+        distributed.launch(DistConfig(**kw, fail_at_step=3, fail_rank=1, timeout_s=10), nproc=2, launcher="fork",
+                           timeout_s=300)
+
+
 def test_bad_world_sizes_get_clear_errors():
     with pytest.raises(ValueError, match="not divisible by the world size"):
         check_world(10, 4)
@@ -132,5 +144,9 @@ def test_bad_settings_are_rejected():
         train(DistConfig(algo="sgd"))
     with pytest.raises(ValueError, match="--resume needs --checkpoint"):
         train(DistConfig(resume=True))
+    with pytest.raises(ValueError, match="unknown launcher 'mpirun'"):
+        distributed.launch(DistConfig(), launcher="mpirun")
+    with pytest.raises(ValueError, match="CUDA cannot be used in a forked process"):
+        distributed.launch(DistConfig(), launcher="fork", device="cuda")
     args = distributed.parser().parse_args(["--meta-batch", "16", "--resume", "--checkpoint", "x.pt"])
     assert args.meta_batch == 16 and args.resume is True
