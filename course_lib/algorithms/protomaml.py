@@ -40,7 +40,7 @@ from torch.func import functional_call, vmap
 
 from course_lib.algorithms.functional import Params, adam, batch_args, cross_entropy, fit_loop, task_loss
 from course_lib.algorithms.maml import check_alpha, check_steps, inner_adapt
-from course_lib.algorithms.protonet import ProtoNet, class_prototypes
+from course_lib.algorithms.protonet import check_coverage, check_labels, class_prototypes
 from course_lib.tasks import TaskBatch
 
 __all__ = ["PrototypeHeadNet", "prototype_head", "protomaml_loss", "protomaml_adapt", "ProtoMAML",
@@ -159,9 +159,9 @@ def check_episodes(batch: TaskBatch, n_way: int | None = None) -> int:
         t = getattr(batch, name)
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{name} contains an infinite value; rescale or drop those features")
-    n_way = ProtoNet._check_labels(batch.y_support, n_way, "y_support")
-    ProtoNet._check_labels(batch.y_query, n_way, "y_query")
-    ProtoNet._check_coverage(batch.y_support, n_way, batch.support_mask)
+    n_way = check_labels(batch.y_support, n_way, "y_support")
+    check_labels(batch.y_query, n_way, "y_query")
+    check_coverage(batch.y_support, n_way, batch.support_mask)
     return n_way
 
 

@@ -33,7 +33,7 @@ from course_lib.algorithms.functional import fit_loop, maybe_compile
 from course_lib.distances import get_distance
 from course_lib.tasks import TaskBatch
 
-__all__ = ["ProtoNet", "prototype_linear_classifier", "class_prototypes"]
+__all__ = ["ProtoNet", "prototype_linear_classifier", "class_prototypes", "check_labels", "check_coverage"]
 
 
 def class_prototypes(z_support: Tensor, y_support: Tensor, n_way: int, mask: Tensor | None = None) -> Tensor:
@@ -57,7 +57,7 @@ def prototype_linear_classifier(prototypes: Tensor) -> tuple[Tensor, Tensor]:
     −‖z − μ_c‖² = −‖z‖² + 2μ_c·z − ‖μ_c‖², and −‖z‖² is the same for every class, so the softmax
     and the argmax only see the linear part w_c·z + b_c with w_c = 2μ_c and b_c = −‖μ_c‖².
     prototypes ``[..., n_way, d]`` -> ``(W [..., n_way, d], b [..., n_way])``; logits = z Wᵀ + b.
-    Derived in chapter 02, section 6 (Snell et al. 2017, section 2.3).
+    Derived in chapter 02, section 5 (Snell et al. 2017, section 2.3).
     """
     if not isinstance(prototypes, Tensor) or prototypes.dim() < 2:
         raise ValueError("prototypes must be a tensor of shape [..., n_way, d]")
@@ -72,6 +72,42 @@ def _masked_task_mean(values: Tensor, mask: Tensor | None) -> Tensor:
         return values.mean()
     m = mask.to(values.dtype)
     return ((values * m).sum(1) / m.sum(1).clamp_min(1.0)).mean()
+
+
+def check_coverage(y_support: Tensor, n_way: int, mask: Tensor | None = None) -> None:
+    """Every class 0..n_way−1 has at least one (unmasked) support example in every task.
+
+    ``y_support``: ``[tasks, examples]`` labels; ``mask``: ``[tasks, examples]`` (1 = a real example).
+    Chapter 02, section 3 (a prototype is a mean over the class's support examples).
+    """
+    onehot = F.one_hot(y_support.long(), n_way)
+    if mask is not None:
+        onehot = onehot * mask.to(onehot.device)[..., None]
+    empty = (onehot.sum(1) == 0).nonzero()
+    if len(empty):
+        t, c = (int(v) for v in empty[0])
+        raise ValueError(f"class {c} has no support example in task {t} (n_way={n_way}); every class "
+                         "needs at least one (unmasked) support example, or lower n_way")
+
+
+def check_labels(y: Tensor, n_way: int | None, name: str) -> int:
+    """Integer labels in 0..n_way−1 (``n_way=None``: inferred as the largest label + 1); returns n_way.
+
+    ``name`` is the argument's name in the error message. Chapter 02, section 3.
+    """
+    if y.is_floating_point():
+        raise ValueError(f"{name} must hold integer class labels, got {y.dtype}")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise ValueError(f"{name} has a negative label {lo}; labels must be 0..n_way−1 within each task")
+    if n_way is None:
+        return hi + 1
+    if n_way < 2:
+        raise ValueError(f"n_way must be >= 2, got {n_way}")
+    if hi >= n_way:
+        raise ValueError(f"{name} has label {hi} but n_way={n_way}; labels must be 0..n_way−1 "
+                         "(relabel each episode's classes, as sample_episodes does)")
+    return n_way
 
 
 class ProtoNet:
@@ -127,10 +163,10 @@ class ProtoNet:
             raise ValueError(f"y_support must be [tasks, n_support] = {tuple(z_support.shape[:2])}, got {tuple(y_support.shape)}")
         if torch.isnan(z_support).any():
             raise ValueError("z_support contains NaN; check the inputs (missing values?) and the embedding")
-        n_way = self._check_labels(y_support, n_way, "y_support")
+        n_way = check_labels(y_support, n_way, "y_support")
         if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != tuple(y_support.shape)):
             raise ValueError(f"mask must be a bool tensor of shape {tuple(y_support.shape)}, got {mask.dtype} {tuple(mask.shape)}")
-        self._check_coverage(y_support, n_way, mask)
+        check_coverage(y_support, n_way, mask)
         return class_prototypes(z_support, y_support, n_way, mask)
 
     def logits(self, batch: TaskBatch, n_way: int | None = None) -> Tensor:
@@ -139,15 +175,15 @@ class ProtoNet:
         ``n_way`` defaults to 1 + the largest support label. Derived in chapter 02, section 3.
         """
         batch = self._check_batch(batch)
-        n_way = self._check_labels(batch.y_support, n_way, "y_support")
-        self._check_coverage(batch.y_support, n_way, batch.support_mask)
+        n_way = check_labels(batch.y_support, n_way, "y_support")
+        check_coverage(batch.y_support, n_way, batch.support_mask)
         return self._logits(batch.x_support, batch.y_support, batch.support_mask, batch.x_query, n_way)
 
     def loss(self, batch: TaskBatch, n_way: int | None = None) -> Tensor:
         """Query cross-entropy, averaged over each task's real queries, then over tasks (a scalar)."""
         batch = self._check_batch(batch)
-        n_way = self._check_labels(batch.y_support, n_way, "y_support")
-        self._check_labels(batch.y_query, n_way, "y_query")
+        n_way = check_labels(batch.y_support, n_way, "y_support")
+        check_labels(batch.y_query, n_way, "y_query")
         logits = self.logits(batch, n_way)
         return self._loss_from_logits(logits, batch.y_query, batch.query_mask)
 
@@ -160,8 +196,8 @@ class ProtoNet:
         test sets, e.g. 600 episodes on a 2 GB Binder). Derived in chapter 02, section 4.
         """
         batch = self._check_batch(batch)
-        n_way = self._check_labels(batch.y_support, n_way, "y_support")
-        self._check_labels(batch.y_query, n_way, "y_query")
+        n_way = check_labels(batch.y_support, n_way, "y_support")
+        check_labels(batch.y_query, n_way, "y_query")
         if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be >= 1 tasks, got {chunk}")
         step = chunk or batch.n_tasks
@@ -170,7 +206,7 @@ class ProtoNet:
         for start in range(0, batch.n_tasks, step):
             part = TaskBatch(*(None if getattr(batch, f) is None else getattr(batch, f)[start:start + step]
                                for f in fields))
-            self._check_coverage(part.y_support, n_way, part.support_mask)
+            check_coverage(part.y_support, n_way, part.support_mask)
             logits = self._logits(part.x_support, part.y_support, part.support_mask, part.x_query, n_way)
             correct = (logits.argmax(-1) == part.y_query.long()).to(torch.float32)
             if part.query_mask is None:
@@ -206,9 +242,9 @@ class ProtoNet:
         def step(batch: TaskBatch) -> Tensor:
             if not n_way:
                 batch = self._check_batch(batch)
-                n_way.append(self._check_labels(batch.y_support, None, "y_support"))
-                self._check_labels(batch.y_query, n_way[0], "y_query")
-                self._check_coverage(batch.y_support, n_way[0], batch.support_mask)
+                n_way.append(check_labels(batch.y_support, None, "y_support"))
+                check_labels(batch.y_query, n_way[0], "y_query")
+                check_coverage(batch.y_support, n_way[0], batch.support_mask)
             else:
                 batch = batch.to(self.device)
             loss, acc = loss_and_correct(batch.x_support, batch.y_support, batch.support_mask,
@@ -256,30 +292,3 @@ class ProtoNet:
             if t.dim() != 2:
                 raise ValueError(f"{name} must be [tasks, examples] class labels, got shape {tuple(t.shape)}")
         return batch.to(self.device)
-
-    @staticmethod
-    def _check_coverage(y_support: Tensor, n_way: int, mask: Tensor | None) -> None:
-        onehot = F.one_hot(y_support.long(), n_way)
-        if mask is not None:
-            onehot = onehot * mask.to(onehot.device)[..., None]
-        empty = (onehot.sum(1) == 0).nonzero()
-        if len(empty):
-            t, c = (int(v) for v in empty[0])
-            raise ValueError(f"class {c} has no support example in task {t} (n_way={n_way}); every class "
-                             "needs at least one (unmasked) support example, or lower n_way")
-
-    @staticmethod
-    def _check_labels(y: Tensor, n_way: int | None, name: str) -> int:
-        if y.is_floating_point():
-            raise ValueError(f"{name} must hold integer class labels, got {y.dtype}")
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0:
-            raise ValueError(f"{name} has a negative label {lo}; labels must be 0..n_way−1 within each task")
-        if n_way is None:
-            return hi + 1
-        if n_way < 2:
-            raise ValueError(f"n_way must be >= 2, got {n_way}")
-        if hi >= n_way:
-            raise ValueError(f"{name} has label {hi} but n_way={n_way}; labels must be 0..n_way−1 "
-                             "(relabel each episode's classes, as sample_episodes does)")
-        return n_way
