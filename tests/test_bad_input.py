@@ -24,10 +24,12 @@ from torch import nn
 
 import course_lib.exercises as exercises
 import course_lib.experiments as experiments
-from course_lib import metrics
+from course_lib import distributed, metrics
 from course_lib.algorithms import MAML, ProtoMAML, ProtoNet, Reptile
+from course_lib.checkpoint import load_checkpoint
 from course_lib.data.responses import item_statistics, load_study_data, split_learners, validate_responses
 from course_lib.distances import get_distance, mahalanobis, squared_euclidean
+from course_lib.distributed import DistConfig
 from course_lib.exercises import ExerciseError
 from course_lib.experiments.common import Registry, load_json, parse_setting
 from course_lib.tasks import TaskBatch, episode_learners, learner_episodes, learner_tasks, sample_episodes
@@ -158,6 +160,30 @@ CASES = [
     ("load_json", "keys missing", lambda t: load_json(write(t, json.dumps({"study": "x"}))), ValueError,
      "(?i)missing"),
     ("Registry", "unknown method name", lambda t: Registry("method")["mamll"], ValueError, "(?i)choose from"),
+    # data-parallel meta-training and its checkpoints (chapter 08)
+    ("distributed.train", "unknown algorithm", lambda t: distributed.train(DistConfig(algo="sgd")), ValueError,
+     "(?i)unknown algorithm"),
+    ("distributed.train", "zero iterations", lambda t: distributed.train(DistConfig(iterations=0)), ValueError,
+     "iterations"),
+    ("distributed.train", "--resume without a checkpoint", lambda t: distributed.train(DistConfig(resume=True)),
+     ValueError, "--resume needs --checkpoint"),
+    ("distributed.train", "resume from a missing checkpoint",
+     lambda t: distributed.train(DistConfig(resume=True, checkpoint=str(t / "none.pt"))), FileNotFoundError,
+     "start without --resume"),
+    ("distributed.check_world", "meta-batch not divisible by the world size", lambda t: distributed.check_world(10, 4),
+     ValueError, "use --meta-batch 12"),
+    ("distributed.check_world", "more ranks than tasks", lambda t: distributed.check_world(2, 4), ValueError,
+     "more ranks"),
+    ("distributed.launch", "unknown launcher", lambda t: distributed.launch(DistConfig(), launcher="mpirun"),
+     ValueError, "unknown launcher"),
+    ("distributed.launch", "fork launcher on CUDA", lambda t: distributed.launch(DistConfig(), launcher="fork",
+                                                                                device="cuda"),
+     ValueError, "use launcher='torchrun'"),
+    ("distributed.fork_workers", "zero processes", lambda t: distributed.fork_workers(DistConfig(), 0), ValueError,
+     "at least 1 process"),
+    ("load_checkpoint", "corrupted checkpoint file",
+     lambda t: load_checkpoint((t / "ck.pt").write_bytes(b"not a checkpoint") and t / "ck.pt"), ValueError,
+     "corrupted"),
 ]
 
 
