@@ -57,6 +57,26 @@ def test_fit_history_and_validation():
         FusedMAML(mlp_regressor(), alpha=0)
 
 
+def test_fit_history_is_the_mean_of_each_window():
+    """Windows of 5 across chunks of 3 (and a last, short window): the means of the single steps' losses."""
+    sample = lambda g: sample_sinusoid_tasks(4 * 3, 5, generator=g)[0]  # noqa: E731 - 3 iterations of 4 tasks
+    torch.manual_seed(0)
+    fused = FusedMAML(mlp_regressor(), compile=False)
+    history = fused.fit(sample, iterations=8, chunk=3, progress=False, log_every=5)
+    torch.manual_seed(0)
+    single, g, losses = FusedMAML(mlp_regressor(), compile=False), torch.Generator().manual_seed(0), []
+    for _ in range(3):
+        b = sample(g)
+        for i in range(3):
+            s = slice(4 * i, 4 * i + 4)
+            losses.append(single.step(b.x_support[s], b.y_support[s], b.x_query[s], b.y_query[s]))
+    losses = torch.stack(losses[:8])
+    assert history["iteration"] == [5, 8]
+    assert history["loss"] == pytest.approx([losses[:5].mean().item(), losses[5:].mean().item()], rel=1e-6)
+    assert FusedMAML._log_points(0, 3, 8, 5) == [] and FusedMAML._log_points(3, 3, 8, 5) == [5]
+    assert FusedMAML._log_points(6, 2, 8, 5) == [8] and FusedMAML._log_points(5, 5, 10, 5) == [10]
+
+
 def test_fit_refuses_changing_shapes():
     fused = FusedMAML(mlp_regressor(), compile=False)
     calls = iter([8, 12])
@@ -65,13 +85,14 @@ def test_fit_refuses_changing_shapes():
         fused.fit(sample, iterations=4, chunk=2, progress=False)
 
 
-def test_compiled_fit_matches_eager():
+@pytest.mark.parametrize("options", [None, {"cpp_wrapper": False}], ids=["cpp-wrapper", "python-wrapper"])
+def test_compiled_fit_matches_eager(options):
     sample = lambda g: sample_sinusoid_tasks(4 * 3, 5, generator=g)[0]  # noqa: E731
     torch.manual_seed(0)
     eager = FusedMAML(mlp_regressor(), compile=False)
     eager.fit(sample, iterations=6, chunk=3, progress=False)
     torch.manual_seed(0)
-    compiled = FusedMAML(mlp_regressor(), compile=True)
+    compiled = FusedMAML(mlp_regressor(), compile=True, compile_options=options)
     compiled.fit(sample, iterations=6, chunk=3, progress=False)  # guards skipped after the first step
     for k, v in eager.theta.items():
         torch.testing.assert_close(compiled.theta[k], v, atol=1e-5, rtol=1e-4)

@@ -1,25 +1,29 @@
 """Optional benchmark: the MAML paper's sinusoid training in JAX (XLA) vs course_lib, in one run.
 
-Chapter 08, "speed near the limit". The same meta-iteration in three implementations:
+Chapter 08, "speed near the limit". The same meta-iteration in these implementations:
 
-* ``jax``: one ``jax.jit``-compiled step (meta-gradient with one inner step, vmapped over tasks,
-  and Adam written out, so the whole update is one XLA program);
+* ``jax (jit)``: one ``jax.jit``-compiled step (meta-gradient with one inner step, vmapped over
+  tasks, and Adam written out, so the whole update is one XLA program);
+* ``jax (jit, lax.scan over N iterations)``: N such steps in one XLA program (``jax.lax.scan``), one
+  call per N iterations: the strongest JAX version we wrote;
 * ``course_lib MAML.fit``: `course_lib.algorithms.MAML` with ``compile=True`` and the chunked
   sampler of `course_lib.experiments.sinusoid` (how chapter 03 trained until chapter 08);
 * ``course_lib FusedMAML``: `course_lib.algorithms.fused.FusedMAML`, meta-gradient and Adam in
-  one ``torch.compile`` graph;
+  one ``torch.compile`` graph, with inductor's Python wrapper and with its C++ wrapper (the default);
 * ``course_lib FusedMAML, unroll=N``: the same with N meta-iterations per compiled call (the tasks
   of N iterations are sliced from the same host-sampled chunk), so the per-call overhead is paid
   once per N iterations.
 
 Setup: meta-batch 25, K = 10 support and 10 query points, α = 0.01, Adam β = 1e-3, tasks sampled on
-the host in chunks of 500 meta-batches (both frameworks), torch on one thread per kernel. The
-implementations alternate, ``--rounds`` times, each round ``--iterations`` meta-iterations after a
-warm-up that includes compilation (timed separately), so all rows see the same machine load. The
-70,000-iteration estimate is compile time + 70,000 × the median ms per iteration. Thread settings
-matter on a small CPU: torch runs ``--torch-threads`` intra-op threads (default 1); XLA uses its
-defaults unless ``XLA_FLAGS`` is set. Both, the versions and the load average before and after are
-written to the JSON.
+the host in chunks of 500 meta-batches (both frameworks), torch on one thread per kernel. Every
+implementation is built and warmed up, which compiles it (timed; torch starts from an empty
+inductor cache, as a first run does, unless ``--keep-inductor-cache``; JAX keeps no compile cache
+between runs by default). Then the implementations alternate, ``--rounds`` times, each round
+``--iterations`` meta-iterations, so all rows see the same machine load; wall and process CPU time
+are recorded. The 70,000-iteration estimate is compile time + 70,000 × the median ms per iteration. Thread settings matter on a small CPU: torch runs ``--torch-threads``
+intra-op threads (default 1); XLA uses its defaults unless ``XLA_FLAGS`` is set (its CPU time per
+iteration shows what its extra threads cost). Both, the versions and the load average before and
+after are written to the JSON.
 
 Needs jax (``pip install jax``; CPU is enough); it is not a dependency of the course.
 Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--unroll 10] [--json FILE]``.
@@ -33,6 +37,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,8 +56,12 @@ def sample_numpy(rng: np.random.Generator, n_tasks: int) -> tuple[np.ndarray, ..
     return xs, amp * np.sin(xs - phase), xq, amp * np.sin(xq - phase)
 
 
-def jax_trainer():
-    """(warm-up function, train(iterations) function) for the JAX implementation."""
+def jax_trainer(scan: int = 1):
+    """(warm-up function, train(iterations) function) for the JAX implementation.
+
+    ``scan = N > 1``: one jitted call runs N meta-iterations with ``jax.lax.scan`` (XLA's loop, not
+    an unrolled graph), the strongest JAX version of the per-call saving that ``unroll`` gives torch.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -80,7 +89,6 @@ def jax_trainer():
     def meta_loss(p, xs, ys, xq, yq):
         return jnp.mean(jax.vmap(task_loss, in_axes=(None, 0, 0, 0, 0))(p, xs, ys, xq, yq))
 
-    @jax.jit
     def step(p, m, v, t, xs, ys, xq, yq):
         loss, g = jax.value_and_grad(meta_loss)(p, xs, ys, xq, yq)
         t = t + 1
@@ -90,6 +98,15 @@ def jax_trainer():
         p = jax.tree.map(lambda a, mm, vv: a - BETA * (mm / c1) / (jnp.sqrt(vv / c2) + 1e-8), p, m, v)
         return p, m, v, t, loss
 
+    @jax.jit
+    def scanned(p, m, v, t, xs, ys, xq, yq):  # xs [scan, tasks, K, 1]
+        def body(carry, batch):
+            *carry, loss = step(*carry, *batch)
+            return tuple(carry), loss
+        (p, m, v, t), losses = jax.lax.scan(body, (p, m, v, t), (xs, ys, xq, yq))
+        return p, m, v, t, losses[-1]
+
+    jitted = jax.jit(step)
     state = {"p": init(jax.random.PRNGKey(0))}
     state |= {"m": jax.tree.map(jnp.zeros_like, state["p"]), "v": jax.tree.map(jnp.zeros_like, state["p"]),
               "t": jnp.zeros(()), "rng": np.random.default_rng(0)}
@@ -99,72 +116,96 @@ def jax_trainer():
         loss = None
         for start in range(0, iterations, CHUNK):
             xs, ys, xq, yq = (a.reshape(CHUNK, META_BATCH, K, 1) for a in sample_numpy(state["rng"], CHUNK * META_BATCH))
-            for i in range(min(CHUNK, iterations - start)):
-                p, m, v, t, loss = step(p, m, v, t, xs[i], ys[i], xq[i], yq[i])
+            if scan > 1:
+                for i in range(0, min(CHUNK, iterations - start), scan):
+                    p, m, v, t, loss = scanned(p, m, v, t, xs[i:i + scan], ys[i:i + scan], xq[i:i + scan], yq[i:i + scan])
+            else:
+                for i in range(min(CHUNK, iterations - start)):
+                    p, m, v, t, loss = jitted(p, m, v, t, xs[i], ys[i], xq[i], yq[i])
         loss.block_until_ready()
         state.update(p=p, m=m, v=v, t=t)
         return float(loss)
 
-    return (lambda: train(3)), train
+    return (lambda: train(max(scan, 3))), train
 
 
-def torch_trainers(unroll: int, threads: int) -> dict:
-    """name -> (warm-up function, train(iterations) function) for the course_lib implementations."""
+def maml_fit_trainer():
+    """(warm-up, train) for `course_lib.algorithms.MAML.fit` with compile=True and the chunked sampler."""
     import torch
 
     from course_lib.algorithms import MAML
+    from course_lib.experiments.sinusoid import chunked_sampler
+    from course_lib.models.regressor import mlp_regressor
+
+    torch.manual_seed(0)
+    maml = MAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1)
+    sample = chunked_sampler(META_BATCH, K, K, torch.device("cpu"), chunk=CHUNK)
+    opt = torch.optim.Adam(maml.parameters(), lr=BETA, fused=True)
+
+    def fit(n: int) -> float:
+        return maml.fit(sample, n, compile=True, progress=False, optimizer=opt)["loss"][-1]
+
+    return (lambda: fit(3)), fit
+
+
+def fused_trainer(unroll: int = 1, compile_options: dict | None = None):
+    """(warm-up, train) for `FusedMAML`; ``compile_options=None``: its defaults (C++ wrapper on CPU)."""
+    import torch
+
     from course_lib.algorithms.fused import FusedMAML
     from course_lib.models.regressor import mlp_regressor
     from course_lib.tasks import sample_sinusoid_tasks
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    maml = MAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1)
-    from course_lib.experiments.sinusoid import chunked_sampler
-
-    sample = chunked_sampler(META_BATCH, K, K, torch.device("cpu"), chunk=CHUNK)
-    opt = torch.optim.Adam(maml.parameters(), lr=BETA, fused=True)
-    fused = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA)
-    unrolled = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA, unroll=unroll)
+    learner = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA, unroll=unroll,
+                        compile_options=compile_options)
     chunk = lambda g: sample_sinusoid_tasks(CHUNK * META_BATCH, K, K, generator=g)[0]  # noqa: E731
 
-    def fit_maml(n: int) -> float:
-        return maml.fit(sample, n, compile=True, progress=False, optimizer=opt)["loss"][-1]
-
-    def fit_fused(n: int, learner: FusedMAML = fused) -> float:
+    def fit(n: int) -> float:
         return learner.fit(chunk, n, chunk=CHUNK, progress=False)["loss"][-1]
 
-    def fit_unrolled(n: int) -> float:
-        return fit_fused(n, unrolled)
+    return (lambda: fit(max(unroll, 3))), fit  # warm-up: includes one unrolled call, so timed runs never compile
 
-    trainers = {"course_lib MAML.fit (compiled)": (lambda: fit_maml(3), fit_maml),
-                "course_lib FusedMAML (compiled)": (lambda: fit_fused(3), fit_fused)}
-    if unroll > 1:  # warm-up: one unrolled call, so that the timed runs never compile
-        trainers[f"course_lib FusedMAML (compiled, unroll={unroll})"] = (lambda: fit_unrolled(unroll), fit_unrolled)
-    return trainers
+
+def implementations(unroll: int) -> dict:
+    """name -> factory() -> (warm-up, train): every row of the table."""
+    impls = {"jax (jit)": jax_trainer}
+    if unroll > 1:
+        impls[f"jax (jit, lax.scan over {unroll} iterations)"] = lambda: jax_trainer(scan=unroll)
+    impls |= {"course_lib MAML.fit (compiled)": maml_fit_trainer,
+              "course_lib FusedMAML (compiled, Python wrapper)": lambda: fused_trainer(1, {"cpp_wrapper": False}),
+              "course_lib FusedMAML (compiled, C++ wrapper)": lambda: fused_trainer(1)}
+    if unroll > 1:
+        impls[f"course_lib FusedMAML (compiled, C++ wrapper, unroll={unroll})"] = lambda: fused_trainer(unroll)
+    return impls
 
 
 def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 1) -> list[dict]:
-    """Compile every implementation (timed), then alternate ``rounds`` timed runs of each."""
+    """Build and compile every implementation (timed), then alternate ``rounds`` timed runs of each."""
+    import torch
+
     if iterations % unroll or CHUNK % unroll:
         raise SystemExit(f"--iterations ({iterations}) and the chunk ({CHUNK}) must be multiples of "
                          f"--unroll ({unroll})")
-    impls = {"jax (jit)": jax_trainer(), **torch_trainers(unroll, threads)}
-    compile_s, runs = {}, {name: [] for name in impls}
-    for name, (warm, _) in impls.items():
+    torch.set_num_threads(threads)
+    trainers, compile_s, runs, cpu = {}, {}, {}, {}
+    for name, factory in implementations(unroll).items():
         t0 = time.perf_counter()
+        warm, trainers[name] = factory()
         warm()
-        compile_s[name] = time.perf_counter() - t0
+        compile_s[name], runs[name], cpu[name] = time.perf_counter() - t0, [], []
     for _ in range(rounds):
-        for name, (_, train) in impls.items():
-            t0 = time.perf_counter()
+        for name, train in trainers.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             train(iterations)
             runs[name].append(1e3 * (time.perf_counter() - t0) / iterations)
+            cpu[name].append(1e3 * (time.process_time() - c0) / iterations)  # all threads of the process
     rows = []
-    for name in impls:
+    for name in trainers:
         ms = statistics.median(runs[name])
         rows.append({"implementation": name, "ms_per_iter": ms, "ms_per_iter_rounds": runs[name],
-                     "compile_s": compile_s[name], "estimate_70k_s": compile_s[name] + 70_000 * ms / 1e3})
+                     "cpu_ms_per_iter": statistics.median(cpu[name]), "compile_s": compile_s[name],
+                     "estimate_70k_s": compile_s[name] + 70_000 * ms / 1e3})
     return rows
 
 
@@ -174,8 +215,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--unroll", type=int, default=10, help="meta-iterations per compiled call of the unrolled row")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--keep-inductor-cache", action="store_true",
+                        help="use torch's usual compile cache instead of an empty one (first compile times then depend on earlier runs)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if not args.keep_inductor_cache:  # a first run's compile times: nothing cached from earlier runs
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_jax_inductor_")
     try:
         import jax
     except ImportError:
@@ -183,13 +228,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     settings = {"torch_threads": args.torch_threads, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                "unroll": args.unroll, "jax": jax.__version__, "torch": torch.__version__,
+                "unroll": args.unroll, "fresh_inductor_cache": not args.keep_inductor_cache, "jax": jax.__version__, "torch": torch.__version__,
                 "python": platform.python_version(), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     rows = measure(args.iterations, args.rounds, args.unroll, args.torch_threads)
     settings["load_after"] = os.getloadavg()
     for r in rows:
-        print(f"{r['implementation']:34s} {r['ms_per_iter']:7.3f} ms/iteration  compile {r['compile_s']:5.1f} s  "
-              f"70k estimate {r['estimate_70k_s']:6.1f} s   rounds {[round(v, 3) for v in r['ms_per_iter_rounds']]}")
+        print(f"{r['implementation']:60s} {r['ms_per_iter']:7.3f} ms/iteration  compile {r['compile_s']:5.1f} s "
+              f"70k estimate {r['estimate_70k_s']:6.1f} s  CPU {r['cpu_ms_per_iter']:6.3f} ms  rounds {[round(v, 3) for v in r['ms_per_iter_rounds']]}")
     if args.json:
         Path(args.json).write_text(json.dumps({"iterations": args.iterations, "rounds": args.rounds,
                                                "settings": settings, "rows": rows}, indent=1) + "\n")

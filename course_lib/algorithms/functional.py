@@ -124,15 +124,17 @@ def check_support(x: Tensor, y: Tensor) -> None:
             raise ValueError(f"support {name} contains an infinite value; rescale or drop it before adapting")
 
 
-def maybe_compile(fn: Callable, compile: bool) -> Callable:
+def maybe_compile(fn: Callable, compile: bool, options: dict | None = None) -> Callable:
     """``torch.compile(fn)`` if asked, falling back to eager ``fn`` (with a warning) if compilation fails.
+
+    ``options``: inductor options passed to ``torch.compile`` (e.g. ``{"cpp_wrapper": True}``, chapter 08).
 
     Compilation needs a working C++ compiler on the CPU (and Triton on a GPU); a laptop without one
     still runs every chapter, only slower. Chapter 03, section 7 (the cost of second order).
     """
     if not compile:
         return fn
-    compiled = torch.compile(fn, dynamic=False)
+    compiled = torch.compile(fn, dynamic=False, options=options)
     state = {"fn": compiled}
 
     def call(*args, **kwargs):

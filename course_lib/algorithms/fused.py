@@ -33,7 +33,11 @@ from course_lib.algorithms.functional import LossFn, Params, get_loss, maybe_com
 from course_lib.algorithms.maml import inner_rates, maml_loss_tensors  # raw tensors: a TaskBatch's NaN checks would break the graph
 from course_lib.tasks import TaskBatch
 
-__all__ = ["FusedMAML", "adam_update"]
+__all__ = ["COMPILE_OPTIONS", "FusedMAML", "adam_update"]
+
+# Inductor's wrapper around the generated kernels in C++ instead of Python: the step is a few dozen
+# small kernels, and calling each from Python cost about a tenth of an iteration (chapter 08).
+COMPILE_OPTIONS = {"cpp_wrapper": True}
 
 
 def adam_update(theta: Params, grads: Params, m: Params, v: Params, t: Tensor, beta: float,
@@ -53,10 +57,13 @@ class FusedMAML:
     The same algorithm as ``MAML(model, loss, alpha, steps, first_order).fit(..., beta)`` with
     Adam; it trains faster for small networks, where per-operator overhead dominates. ``unroll``:
     meta-iterations per compiled call (:meth:`steps`); compilation takes about ``unroll`` times longer.
+    ``compile_options``: inductor options on top of `COMPILE_OPTIONS` (``{"cpp_wrapper": False}``: the
+    Python wrapper).
     """
 
     def __init__(self, model: nn.Module, loss: str | LossFn = "mse", alpha: float = 0.01, steps: int = 1,
-                 first_order: bool = False, beta: float = 1e-3, compile: bool = True, unroll: int = 1) -> None:
+                 first_order: bool = False, beta: float = 1e-3, compile: bool = True, unroll: int = 1,
+                 compile_options: dict | None = None) -> None:
         if alpha <= 0 or beta <= 0 or steps < 0:
             raise ValueError(f"need alpha > 0, beta > 0, steps >= 0; got {alpha}, {beta}, {steps}")
         if not isinstance(unroll, int) or unroll < 1:
@@ -94,8 +101,9 @@ class FusedMAML:
                 losses.append(loss)
             return state, t, torch.stack(losses)
 
-        self._step: Callable = maybe_compile(step, compile)
-        self._unrolled: Callable = maybe_compile(unrolled, compile)
+        options = COMPILE_OPTIONS | (compile_options or {})
+        self._step: Callable = maybe_compile(step, compile, options)
+        self._unrolled: Callable = maybe_compile(unrolled, compile, options)
 
     def _unflatten(self, row: Tensor) -> Params:
         return {k: c.view(s) for k, c, s in zip(self._names, row.split(self._sizes), self._shapes)}
@@ -138,6 +146,7 @@ class FusedMAML:
         g = torch.Generator().manual_seed(seed)
         history: dict[str, list] = {"iteration": [], "loss": []}
         window: list[Tensor] = []
+        self._trusting = False
         with tqdm(total=iterations, disable=not progress, mininterval=0.5, desc="MAML (fused)") as bar, \
                 ExitStack() as trusted:
             shapes = None
@@ -148,25 +157,50 @@ class FusedMAML:
                     raise ValueError(f"sample_chunk must return the same shapes every call; got {now} after {shapes}")
                 shapes = now
                 shape = (chunk, b.x_support.shape[0] // chunk)
-                xs, ys, xq, yq = (t.reshape(*shape, *t.shape[1:]) for t in
-                                  (b.x_support, b.y_support, b.x_query, b.y_query))
-                for i in range(0, min(chunk, iterations - start), self.unroll):
-                    n = min(self.unroll, iterations - start - i)
-                    if n < self.unroll:  # the last, short block: single steps, compiled now (guards back on)
-                        trusted.close()
-                    losses = self.steps(xs[i:i + n], ys[i:i + n], xq[i:i + n], yq[i:i + n])
-                    if start + i == 0:  # compiled now: from here on every call has the same shapes
-                        trusted.enter_context(self._trusted_shapes())
-                    for j, loss in enumerate(losses.unbind(0)):
-                        window.append(loss)
-                        it = start + i + j + 1
-                        if it % log_every == 0 or it == iterations:
-                            history["iteration"].append(it)
-                            history["loss"].append(torch.stack(window).mean().item())
-                            window.clear()
+                todo = min(chunk, iterations - start)
+                per_block = self._train_chunk([t.reshape(*shape, *t.shape[1:]) for t in
+                                               (b.x_support, b.y_support, b.x_query, b.y_query)], todo, trusted)
+                losses, pos = torch.cat(per_block), 0  # [todo] meta-losses; read (.item()) once per log window
+                for it in self._log_points(start, todo, iterations, log_every):
+                    window.append(losses[pos:it - start])
+                    pos = it - start
+                    history["iteration"].append(it)
+                    history["loss"].append(torch.cat(window).mean().item())
+                    window.clear()
+                window.append(losses[pos:])
                 bar.update(min(chunk, iterations - start))
         self.sync()
         return history
+
+    def _train_chunk(self, tensors: list[Tensor], todo: int, trusted: ExitStack) -> list[Tensor]:
+        """The first ``todo`` meta-iterations of a chunk ``[chunk, tasks, k_shot, features]``; their losses per block.
+
+        The hot loop of `fit`: blocks of ``unroll`` iterations are views made by one ``split`` per
+        tensor, and the compiled call is made directly (shapes were checked once per chunk), so the
+        Python per compiled call is a loop step and one call.
+        """
+        n_full, rest = divmod(todo, self.unroll)
+        blocks = list(zip(*(t.split(self.unroll) for t in tensors)))[:n_full]
+        out = []
+        for xs, ys, xq, yq in blocks:
+            self.state, self.t, losses = self._unrolled(self.state, self.t, xs, ys, xq, yq)
+            out.append(losses)
+            if not self._trusting:  # compiled now: from here on every call has the same shapes
+                trusted.enter_context(self._trusted_shapes())
+                self._trusting = True
+        if rest:  # the last, short block: single steps, compiled now (guards back on)
+            trusted.close()
+            self._trusting = False
+            out.append(self.steps(*(t[todo - rest:todo] for t in tensors)))
+        return out
+
+    @staticmethod
+    def _log_points(start: int, todo: int, iterations: int, log_every: int) -> list[int]:
+        """The iterations in ``(start, start + todo]`` that close a logging window (and the last one)."""
+        points = list(range((start // log_every + 1) * log_every, start + todo + 1, log_every))
+        if start < iterations <= start + todo and iterations not in points:
+            points.append(iterations)
+        return points
 
     @contextmanager
     def _trusted_shapes(self) -> Iterator[None]:
