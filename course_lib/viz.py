@@ -14,10 +14,14 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def style(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
-    """Give ``fig`` a title, axis labels (with units) and the course's layout (every chapter, from 01)."""
+    """Give ``fig`` a title, axis labels (with units) and the course's layout (every chapter, from 01).
+
+    The legend sits under the x axis: above the plot, a legend that wraps onto a second row runs into
+    a long title (plotly grows the bottom margin to fit it, so the plot keeps its axis labels).
+    """
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, template="plotly_white",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
-                      margin=dict(l=60, r=20, t=80, b=50))
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
+                      margin=dict(l=60, r=20, t=60, b=50))
     return fig
 
 
