@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -52,7 +53,7 @@ from course_lib.models.regressor import mlp_regressor
 from course_lib.tasks import TaskBatch, sample_sinusoid_tasks
 
 __all__ = ["DistConfig", "Rank", "ALGORITHMS", "backend_for", "connect", "shard", "all_reduce_mean",
-           "train", "launch", "fork_workers", "main"]
+           "train", "launch", "worker_errors", "fork_workers", "main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,8 +408,20 @@ def launch(config: DistConfig, nproc: int = 2, *, device: str = "cpu", timeout_s
             raise RuntimeError(f"{launcher} with {nproc} processes did not finish in {timeout_s:.0f} s") from None
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"{launcher} with {nproc} processes failed (exit code {proc.returncode}):\n"
-                               f"{proc.stderr[-2500:]}")
+                               f"{worker_errors(proc.stderr)}")
         return load_json(out)
+
+
+_AGENT_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ")
+
+
+def worker_errors(stderr: str, limit: int = 2500) -> str:
+    """The end of the workers' error output without the elastic agent's log lines (``E1203 16:15:41 ...]``).
+
+    The agent repeats each failed rank's traceback line by line in that format; without it, what is left
+    (each rank's own message, then the launcher's one-line-per-rank summary) fits in ``limit`` characters.
+    """
+    return "\n".join(line for line in stderr.splitlines() if not _AGENT_LOG.match(line))[-limit:]
 
 
 def fork_workers(config: DistConfig, nproc: int, *, device: str = "cpu", out: str = "") -> None:
