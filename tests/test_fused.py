@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -106,7 +108,7 @@ def test_unrolled_steps_equal_single_steps(compile):
     torch.manual_seed(0)
     single = FusedMAML(mlp_regressor(), beta=1e-2, compile=False)
     torch.manual_seed(0)
-    unrolled = FusedMAML(mlp_regressor(), beta=1e-2, compile=compile, unroll=3)
+    unrolled = FusedMAML(mlp_regressor(), beta=1e-2, compile=compile, unroll=3, loop=False)
     ref = torch.stack([single.step(xs[i], ys[i], xq[i], yq[i]) for i in range(3)])
     losses = unrolled.steps(xs, ys, xq, yq)
     assert losses.shape == (3,) and unrolled.t.item() == 3
@@ -124,7 +126,7 @@ def test_unrolled_fit_equals_single_step_fit(compile):
     one = FusedMAML(mlp_regressor(), compile=False)
     h1 = one.fit(sample, iterations=7, chunk=4, progress=False, log_every=3)
     torch.manual_seed(0)
-    two = FusedMAML(mlp_regressor(), compile=compile, unroll=2)
+    two = FusedMAML(mlp_regressor(), compile=compile, unroll=2, loop=False)
     h2 = two.fit(sample, iterations=7, chunk=4, progress=False, log_every=3)
     assert h2["iteration"] == h1["iteration"] == [3, 6, 7] and two.t.item() == 7
     assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
@@ -135,9 +137,46 @@ def test_unrolled_fit_equals_single_step_fit(compile):
 def test_unroll_is_validated():
     with pytest.raises(ValueError, match="unroll"):
         FusedMAML(mlp_regressor(), unroll=0)
-    fused = FusedMAML(mlp_regressor(), compile=False, unroll=4)
+    fused = FusedMAML(mlp_regressor(), compile=False, unroll=4, loop=False)
     with pytest.raises(ValueError, match="multiple of unroll"):
         fused.fit(lambda g: sample_sinusoid_tasks(6, 5, generator=g)[0], iterations=6, chunk=6, progress=False)
     with pytest.raises(ValueError, match="same n"):
         b = sample_sinusoid_tasks(8, 5)[0]
         fused.steps(b.x_support.reshape(4, 2, 5, 1), b.y_support.reshape(2, 4, 5, 1), b.x_query, b.y_query)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_loop_equals_single_steps_and_reuses_its_compiled_code(compile):
+    """loop: one call runs n meta-iterations (a torch.while_loop) with the arithmetic of n single steps; a
+    shorter last chunk of fit runs in the same compiled code (the loop's bounds are tensors)."""
+    b = sample_sinusoid_tasks(4 * 3, 5, generator=torch.Generator().manual_seed(1))[0]
+    xs, ys, xq, yq = (t.reshape(3, 4, *t.shape[1:]) for t in (b.x_support, b.y_support, b.x_query, b.y_query))
+    torch.manual_seed(0)
+    single = FusedMAML(mlp_regressor(), beta=1e-2, compile=False, loop=False)
+    torch.manual_seed(0)
+    looped = FusedMAML(mlp_regressor(), beta=1e-2, compile=compile)
+    ref = torch.stack([single.step(xs[i], ys[i], xq[i], yq[i]) for i in range(3)])
+    losses = looped.steps(xs, ys, xq, yq)  # support and query share memory here: the loop copies them
+    assert losses.shape == (3,) and looped.t.item() == 3
+    torch.testing.assert_close(losses, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(looped.state, single.state, atol=1e-6, rtol=1e-5)
+
+    sample = lambda g: sample_sinusoid_tasks(4 * 3, 5, generator=g)[0]  # noqa: E731 - 3 iterations of 4 tasks
+    torch.manual_seed(0)
+    one = FusedMAML(mlp_regressor(), compile=False, loop=False)
+    h1 = one.fit(sample, iterations=7, chunk=3, progress=False, log_every=2)
+    torch.manual_seed(0)
+    two = FusedMAML(mlp_regressor(), compile=compile)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(error_on_recompile=compile), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a recompile would fall back to eager with a warning
+        h2 = two.fit(sample, iterations=7, chunk=3, progress=False, log_every=2)  # last chunk: 1 of 3
+    assert h2["iteration"] == h1["iteration"] == [2, 4, 6, 7] and two.t.item() == 7
+    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
+    for k, v in one.theta.items():
+        torch.testing.assert_close(two.theta[k], v, atol=1e-5, rtol=1e-4)
+
+
+def test_loop_and_unroll_are_exclusive():
+    with pytest.raises(ValueError, match="loop=False"):
+        FusedMAML(mlp_regressor(), unroll=2)

@@ -11,10 +11,13 @@ moment), building a `TaskBatch` and its masks for every iteration, and the Pytho
 * the Adam update is written out (the same arithmetic as ``torch.optim.Adam``, checked in
   tests/test_fused.py), so it is inside the graph and fused with the rest;
 * tasks come as pre-drawn tensors ``[iterations, tasks, k_shot, features]`` sliced per iteration;
-* with ``unroll=N`` one compiled call runs N meta-iterations back to back (the loop is unrolled
-  when the graph is traced), so the per-call cost — Python, the call into the compiled code, its
-  output handling — is paid once per N iterations instead of every iteration. The arithmetic is
-  that of N single steps (tests/test_fused.py), only the compiled graph is N times longer.
+* `fit` runs all the meta-iterations of a chunk in one compiled call: a ``torch.while_loop`` whose
+  body is the step, so inductor compiles the step once and loops over it in C++; the per-call cost
+  (Python, the call into the compiled code, its output handling) is paid once per chunk, and the
+  loop's bounds are tensors, so a shorter last chunk reuses the same compiled code;
+* ``unroll=N`` (with ``loop=False``) is the older way to the same saving: the loop is unrolled when
+  the graph is traced, so the graph, and its compile time, are N times longer. The arithmetic of
+  both is that of single steps (tests/test_fused.py).
 
 θ and Adam's moments live in one flat tensor ``state [3, parameters]`` (few inputs, so the compiled
 function's guards are cheap: with one input per parameter tensor they took about a sixth of the
@@ -55,20 +58,25 @@ class FusedMAML:
     """MAML / FOMAML meta-training with the meta-gradient and Adam fused into one compiled step.
 
     The same algorithm as ``MAML(model, loss, alpha, steps, first_order).fit(..., beta)`` with
-    Adam; it trains faster for small networks, where per-operator overhead dominates. ``unroll``:
-    meta-iterations per compiled call (:meth:`steps`); compilation takes about ``unroll`` times longer.
+    Adam; it trains faster for small networks, where per-operator overhead dominates. ``loop`` (the
+    default): `fit` and :meth:`steps` run many meta-iterations per compiled call in a ``torch.while_loop``.
+    ``unroll`` (needs ``loop=False``): meta-iterations per compiled call, unrolled in the graph;
+    compilation takes about ``unroll`` times longer.
     ``compile_options``: inductor options on top of `COMPILE_OPTIONS` (``{"cpp_wrapper": False}``: the
     Python wrapper).
     """
 
     def __init__(self, model: nn.Module, loss: str | LossFn = "mse", alpha: float = 0.01, steps: int = 1,
                  first_order: bool = False, beta: float = 1e-3, compile: bool = True, unroll: int = 1,
-                 compile_options: dict | None = None) -> None:
+                 compile_options: dict | None = None, loop: bool = True) -> None:
         if alpha <= 0 or beta <= 0 or steps < 0:
             raise ValueError(f"need alpha > 0, beta > 0, steps >= 0; got {alpha}, {beta}, {steps}")
         if not isinstance(unroll, int) or unroll < 1:
             raise ValueError(f"unroll (meta-iterations per compiled call) must be an int >= 1, got {unroll!r}")
-        self.model, self.unroll = model, unroll
+        if loop and unroll > 1:
+            raise ValueError(f"unroll={unroll} and loop=True are two ways to run several meta-iterations per "
+                             "compiled call; pass loop=False to unroll")
+        self.model, self.unroll, self.loop = model, unroll, loop
         theta = {k: p.detach() for k, p in model.named_parameters()}
         self._names = list(theta)
         self._shapes = [v.shape for v in theta.values()]
@@ -101,9 +109,24 @@ class FusedMAML:
                 losses.append(loss)
             return state, t, torch.stack(losses)
 
+        def looped(state: Tensor, t: Tensor, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, stop: Tensor):
+            """Meta-iterations ``0 … stop-1`` of a chunk ``[chunk, tasks, ...]``; their losses in a ``[chunk]`` tensor."""
+            def more(i: Tensor, state: Tensor, t: Tensor, losses: Tensor) -> Tensor:
+                return i < stop
+
+            def one(i: Tensor, state: Tensor, t: Tensor, losses: Tensor):
+                at = i.view(1)
+                state, t, loss = step(state, t, *(a.index_select(0, at).squeeze(0) for a in (xs, ys, xq, yq)))
+                return i + 1, state, t, losses.index_copy(0, at, loss.view(1))
+
+            i = torch.zeros((), dtype=torch.long, device=xs.device)
+            _, state, t, losses = torch.while_loop(more, one, (i, state, t, state.new_zeros(xs.shape[0])))
+            return state, t, losses
+
         options = COMPILE_OPTIONS | (compile_options or {})
         self._step: Callable = maybe_compile(step, compile, options)
         self._unrolled: Callable = maybe_compile(unrolled, compile, options)
+        self._looped: Callable = maybe_compile(looped, compile, options)
 
     def _unflatten(self, row: Tensor) -> Params:
         return {k: c.view(s) for k, c, s in zip(self._names, row.split(self._sizes), self._shapes)}
@@ -119,16 +142,28 @@ class FusedMAML:
     def steps(self, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         """``n`` meta-iterations on tasks ``[n, tasks, k_shot, features]``; returns the ``[n]`` meta-losses.
 
-        ``n == unroll``: one call of the unrolled compiled graph; any other ``n``: ``n`` single steps
-        (so the unrolled graph is compiled for one shape only). Both give the same θ.
+        ``loop``: one call of the compiled loop. Otherwise ``n == unroll``: one call of the unrolled
+        compiled graph; any other ``n``: ``n`` single steps (so the unrolled graph is compiled for one
+        shape only). All give the same θ.
         """
         if xs.dim() < 3 or not xs.shape[0] == ys.shape[0] == xq.shape[0] == yq.shape[0]:
             raise ValueError(f"steps expects tensors [n, tasks, k_shot, ...] with the same n; got {tuple(xs.shape)}, "
                              f"{tuple(ys.shape)}, {tuple(xq.shape)}, {tuple(yq.shape)}")
+        if self.loop:
+            return self._run_loop([xs, ys, xq, yq], xs.shape[0])
         if xs.shape[0] != self.unroll:
             return torch.stack([self.step(*b) for b in zip(xs, ys, xq, yq)])
         self.state, self.t, losses = self._unrolled(self.state, self.t, xs, ys, xq, yq)
         return losses
+
+    def _run_loop(self, tensors: list[Tensor], todo: int) -> Tensor:
+        """The first ``todo`` meta-iterations of ``[n, tasks, ...]`` tensors in one compiled loop; their losses."""
+        # Own copies: the loop operator refuses inputs that share memory (support and query are often
+        # views of one sampled tensor), and the copy is a few kB per iteration.
+        tensors = [t.clone(memory_format=torch.contiguous_format) for t in tensors]
+        stop = torch.tensor(todo, device=self.state.device)  # a tensor: no recompilation for another todo
+        self.state, self.t, losses = self._looped(self.state, self.t, *tensors, stop)
+        return losses[:todo]
 
     def fit(self, sample_chunk: Callable[[torch.Generator], TaskBatch], iterations: int, chunk: int,
             seed: int = 0, progress: bool = True, log_every: int = 100) -> dict:
@@ -136,8 +171,9 @@ class FusedMAML:
 
         Returns the loss history (mean per ``log_every`` window), as `fit_loop` does. After the first
         (compiling) step the compiled step runs without its guard checks, so ``sample_chunk`` must
-        return tensors of the same shapes every time (checked per chunk). ``chunk`` must be a multiple
-        of ``unroll``; a last block shorter than ``unroll`` runs as single steps.
+        return tensors of the same shapes every time (checked per chunk). ``loop``: one compiled call
+        per chunk. Otherwise ``chunk`` must be a multiple of ``unroll``; a last block shorter than
+        ``unroll`` runs as single steps.
         """
         if chunk < 1 or chunk % self.unroll:
             raise ValueError(f"chunk ({chunk}) must be a positive multiple of unroll ({self.unroll})")
@@ -158,8 +194,8 @@ class FusedMAML:
                 shapes = now
                 shape = (chunk, b.x_support.shape[0] // chunk)
                 todo = min(chunk, iterations - start)
-                per_block = self._train_chunk([t.reshape(*shape, *t.shape[1:]) for t in
-                                               (b.x_support, b.y_support, b.x_query, b.y_query)], todo, trusted)
+                tensors = [t.reshape(*shape, *t.shape[1:]) for t in (b.x_support, b.y_support, b.x_query, b.y_query)]
+                per_block = ([self._run_loop(tensors, todo)] if self.loop else self._train_chunk(tensors, todo, trusted))
                 losses, pos = torch.cat(per_block), 0  # [todo] meta-losses; read (.item()) once per log window
                 for it in self._log_points(start, todo, iterations, log_every):
                     window.append(losses[pos:it - start])
