@@ -5,29 +5,32 @@ Chapter 08, "speed near the limit". The same meta-iteration in these implementat
 * ``jax (jit)``: one ``jax.jit``-compiled step (meta-gradient with one inner step, vmapped over
   tasks, and Adam written out, so the whole update is one XLA program);
 * ``jax (jit, lax.scan over N iterations)``: N such steps in one XLA program (``jax.lax.scan``), one
-  call per N iterations: the strongest JAX version we wrote;
+  call per N iterations, N = ``--unroll`` and N = 500 (a whole chunk, like torch's loop below): the
+  strongest JAX versions we wrote;
 * ``course_lib MAML.fit``: `course_lib.algorithms.MAML` with ``compile=True`` and the chunked
   sampler of `course_lib.experiments.sinusoid` (how chapter 03 trained until chapter 08);
 * ``course_lib FusedMAML``: `course_lib.algorithms.fused.FusedMAML`, meta-gradient and Adam in
-  one ``torch.compile`` graph, with inductor's Python wrapper and with its C++ wrapper (the default);
-* ``course_lib FusedMAML, unroll=N``: the same with N meta-iterations per compiled call (the tasks
-  of N iterations are sliced from the same host-sampled chunk), so the per-call overhead is paid
-  once per N iterations.
+  one ``torch.compile`` graph, one compiled call per step, with inductor's Python wrapper and with
+  its C++ wrapper;
+* ``course_lib FusedMAML, unroll=N``: the same with N meta-iterations per compiled call (the loop
+  unrolled in the graph);
+* ``course_lib FusedMAML, torch.while_loop``: its default `fit`, every chunk of 500 meta-iterations
+  in one compiled call, a ``torch.while_loop`` whose body (the step) is compiled once; with torch's
+  default threads and with one thread.
 
 Setup: meta-batch 25, K = 10 support and 10 query points, α = 0.01, Adam β = 1e-3, tasks sampled on
-the host in chunks of 500 meta-batches (both frameworks), torch on one thread per kernel. Each
-compiler's one-time set-up is timed first (a trivial function compiled: inductor's ISA probes and
-precompiled headers, XLA's backend start), then each implementation is built and warmed up, which
-compiles its own graph (timed; torch starts from an empty inductor cache unless
-``--keep-inductor-cache``; JAX keeps no compile cache between runs by default). Then the
-implementations alternate, ``--rounds`` times, each round ``--iterations`` meta-iterations, so all rows
-see the same machine load; wall and process CPU time are recorded. The 70,000-iteration estimate is
-the graph's compile time + 70,000 × the median ms per iteration (a run on a machine where the compiler
-has run before); the first-run estimate adds the compiler's set-up. Thread settings matter on a small
-CPU: torch runs ``--torch-threads``
-intra-op threads (default 1); XLA uses its defaults unless ``XLA_FLAGS`` is set (its CPU time per
-iteration shows what its extra threads cost). Both, the versions and the load average before and
-after are written to the JSON.
+the host in chunks of 500 meta-batches (both frameworks). Each compiler's one-time set-up is timed
+first in a process of its own (a trivial function compiled: inductor's ISA probes and precompiled
+headers on an empty cache, XLA's backend start). Then the rows alternate, ``--rounds`` times, each
+run in a fresh process so that no framework's threads compete with another's: it builds the
+implementation, warms it up (the first run of a row compiles its graph from a copy of the set-up
+cache, timed; later runs load it from there) and trains ``--iterations`` meta-iterations, wall and
+process CPU time recorded. JAX keeps no compile cache between runs by default. The 70,000-iteration
+estimate is the graph's compile time + 70,000 × the median ms per iteration (a run on a machine where
+the compiler has run before); the first-run estimate adds the compiler's set-up. Threads: torch runs
+``--torch-threads`` intra-op threads (default: torch's default, one per core; one row always runs one
+thread), XLA its defaults unless ``XLA_FLAGS`` is set; the CPU-time column shows what extra threads
+cost. The settings, versions and the load average before and after are written to the JSON.
 
 Needs jax (``pip install jax``; CPU is enough); it is not a dependency of the course.
 Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--unroll 10] [--json FILE]``.
@@ -152,17 +155,23 @@ def maml_fit_trainer():
     return (lambda: fit(3)), fit
 
 
-def fused_trainer(unroll: int = 1, compile_options: dict | None = None):
-    """(warm-up, train) for `FusedMAML`; ``compile_options=None``: its defaults (C++ wrapper on CPU)."""
+def fused_trainer(unroll: int = 1, compile_options: dict | None = None, loop: bool = False, threads: int | None = None):
+    """(warm-up, train) for `FusedMAML`; ``compile_options=None``: its defaults (C++ wrapper on CPU).
+
+    ``loop``: its default `fit`, one ``torch.while_loop`` call per chunk; otherwise one compiled call per
+    ``unroll`` iterations. ``threads``: torch threads for this row (``None``: the run's setting).
+    """
     import torch
 
     from course_lib.algorithms.fused import FusedMAML
     from course_lib.models.regressor import mlp_regressor
     from course_lib.tasks import sample_sinusoid_tasks
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     learner = FusedMAML(mlp_regressor(), "mse", alpha=ALPHA, steps=1, beta=BETA, unroll=unroll,
-                        compile_options=compile_options)
+                        compile_options=compile_options, loop=loop)
     chunk = lambda g: sample_sinusoid_tasks(CHUNK * META_BATCH, K, K, generator=g)[0]  # noqa: E731
 
     def fit(n: int) -> float:
@@ -176,62 +185,115 @@ def implementations(unroll: int) -> dict:
     impls = {"jax (jit)": jax_trainer}
     if unroll > 1:
         impls[f"jax (jit, lax.scan over {unroll} iterations)"] = lambda: jax_trainer(scan=unroll)
+    impls[f"jax (jit, lax.scan over {CHUNK} iterations)"] = lambda: jax_trainer(scan=CHUNK)
     impls |= {"course_lib MAML.fit (compiled)": maml_fit_trainer,
-              "course_lib FusedMAML (compiled, Python wrapper)": lambda: fused_trainer(1, {"cpp_wrapper": False}),
-              "course_lib FusedMAML (compiled, C++ wrapper)": lambda: fused_trainer(1)}
+              "course_lib FusedMAML (compiled, Python wrapper, one call per step)":
+                  lambda: fused_trainer(1, {"cpp_wrapper": False}),
+              "course_lib FusedMAML (compiled, C++ wrapper, one call per step)": lambda: fused_trainer(1)}
     if unroll > 1:
         impls[f"course_lib FusedMAML (compiled, C++ wrapper, unroll={unroll})"] = lambda: fused_trainer(unroll)
+    impls |= {f"course_lib FusedMAML (compiled, torch.while_loop over {CHUNK} iterations, 1 torch thread)":
+              lambda: fused_trainer(loop=True, threads=1),
+              f"course_lib FusedMAML (compiled, torch.while_loop over {CHUNK} iterations; the default)":
+              lambda: fused_trainer(loop=True)}
     return impls
 
 
-def compiler_setup() -> dict[str, float]:
+def compiler_setup(jax_too: bool = True) -> dict[str, float]:
     """Each compiler's one-time set-up, timed by compiling a trivial function before any row.
 
     Inductor's first compile on an empty cache builds its ISA probes and precompiled headers (kept in
     the cache: once per machine and torch version; both wrappers are warmed); XLA's first jit starts
     its CPU backend. Without this, the first torch row would pay inductor's set-up for all the others.
+    Each row's process calls it too, before its own compile: there it finds the on-disk set-up in the
+    cache and only starts the compilers in that process. Imports are not timed.
     """
-    import jax
-    import jax.numpy as jnp
     import torch
 
+    if jax_too:
+        import jax
+        import jax.numpy as jnp
     t0 = time.perf_counter()
-    jax.jit(lambda x: (jnp.sin(x) * 2).sum())(jnp.ones(10)).block_until_ready()
+    if jax_too:
+        jax.jit(lambda x: (jnp.sin(x) * 2).sum())(jnp.ones(10)).block_until_ready()
     t1 = time.perf_counter()
     for options in ({"cpp_wrapper": False}, {"cpp_wrapper": True}):
         torch.compile(lambda x: (x.sin() * 2).sum(), dynamic=False, options=options)(torch.ones(10))
     return {"jax": t1 - t0, "course_lib": time.perf_counter() - t1}
 
 
-def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 1) -> tuple[list[dict], dict[str, float]]:
-    """Set up the compilers, build and compile every implementation (timed), then alternate ``rounds`` timed
-    runs of each; returns the rows and the set-up times."""
+def run_row(name: str, iterations: int, unroll: int, threads: int) -> dict[str, float]:
+    """In this process: build one implementation, warm it up (timed: its compile, or its load from the
+    compile cache), then train ``iterations`` meta-iterations; wall and process CPU ms per iteration."""
     import torch
 
-    if iterations % unroll or CHUNK % unroll:
-        raise SystemExit(f"--iterations ({iterations}) and the chunk ({CHUNK}) must be multiples of "
-                         f"--unroll ({unroll})")
-    torch.set_num_threads(threads)
-    setup = compiler_setup()
-    trainers, compile_s, runs, cpu = {}, {}, {}, {}
-    for name, factory in implementations(unroll).items():
-        t0 = time.perf_counter()
-        warm, trainers[name] = factory()
-        warm()
-        compile_s[name], runs[name], cpu[name] = time.perf_counter() - t0, [], []
+    if threads:
+        torch.set_num_threads(threads)
+    # The compiler's own start in this process (imports, backend, inductor's lazily loaded passes; the
+    # on-disk set-up is in the copied cache) is the set-up column's, not this graph's compile.
+    compiler_setup(jax_too=name.startswith("jax"))
+    import course_lib.experiments.sinusoid  # noqa: F401
+    t0 = time.perf_counter()
+    warm, train = implementations(unroll)[name]()
+    warm()
+    warm_s = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    train(iterations)
+    return {"warm_s": warm_s, "ms": 1e3 * (time.perf_counter() - t0) / iterations,
+            "cpu_ms": 1e3 * (time.process_time() - c0) / iterations}  # all threads of the process
+
+
+def in_child(env: dict, *args: str) -> dict:
+    """Run this script with ``args`` in a fresh process; its last output line is a JSON object."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"bench_jax child {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0,
+            fresh_cache: bool = True, only: list[str] | None = None) -> tuple[list[dict], dict[str, float]]:
+    """Set up the compilers, then run every implementation ``rounds`` times, alternating, each run in
+    its own process (so no framework's threads compete with another's); returns rows and set-up times.
+
+    ``fresh_cache``: the set-up runs in a child on a new, empty inductor cache, and each row gets a
+    copy of it, so the row's first run compiles its graph from scratch (the compile column) and its
+    later runs load it. Otherwise every child uses torch's usual cache. The ms columns are medians
+    over all rounds. ``only``: run just the rows whose names contain one of these strings.
+    """
+    import shutil
+
+    if iterations % CHUNK or CHUNK % unroll:
+        raise SystemExit(f"--iterations ({iterations}) must be a multiple of the chunk ({CHUNK}), and the chunk "
+                         f"of --unroll ({unroll})")
+    common = ["--iterations", str(iterations), "--unroll", str(unroll), "--torch-threads", str(threads)]
+    base = tempfile.mkdtemp(prefix="bench_jax_inductor_") if fresh_cache else None
+    cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d} if d else {})  # noqa: E731
+    setup = in_child(cache_env(base), "--child", "setup", *common)
+    names = [n for n in implementations(unroll) if not only or any(o in n for o in only)]
+    if not names:
+        raise SystemExit(f"--only {only} matches no row; the rows are {list(implementations(unroll))}")
+    envs, runs = {}, {}
+    for i, name in enumerate(names):
+        row_cache = tempfile.mkdtemp(prefix=f"bench_jax_row{i}_") if fresh_cache else None
+        if row_cache:
+            shutil.copytree(base, row_cache, dirs_exist_ok=True)
+        envs[name], runs[name] = cache_env(row_cache), []
     for _ in range(rounds):
-        for name, train in trainers.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            train(iterations)
-            runs[name].append(1e3 * (time.perf_counter() - t0) / iterations)
-            cpu[name].append(1e3 * (time.process_time() - c0) / iterations)  # all threads of the process
+        for name in envs:
+            runs[name].append(in_child(envs[name], "--child", name, *common))
+            print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     rows = []
-    for name in trainers:
-        ms = statistics.median(runs[name])
-        estimate = compile_s[name] + 70_000 * ms / 1e3
-        rows.append({"implementation": name, "ms_per_iter": ms, "ms_per_iter_rounds": runs[name],
-                     "cpu_ms_per_iter": statistics.median(cpu[name]), "compile_s": compile_s[name],
-                     "estimate_70k_s": estimate,
+    for name, r in runs.items():
+        ms = statistics.median(x["ms"] for x in r)
+        compile_s = r[0]["warm_s"]  # the first run of the row compiled its graph
+        estimate = compile_s + 70_000 * ms / 1e3
+        rows.append({"implementation": name, "ms_per_iter": ms,
+                     "measured_s_rounds": [x["warm_s"] + iterations * x["ms"] / 1e3 for x in r], "ms_per_iter_rounds": [x["ms"] for x in r],
+                     "cpu_ms_per_iter": statistics.median(x["cpu_ms"] for x in r), "compile_s": compile_s,
+                     "warm_s_rounds": [x["warm_s"] for x in r], "estimate_70k_s": estimate,
                      "first_run_70k_s": estimate + setup["jax" if name.startswith("jax") else "course_lib"]})
     return rows, setup
 
@@ -241,23 +303,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--iterations", type=int, default=3000, help="meta-iterations per implementation per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--unroll", type=int, default=10, help="meta-iterations per compiled call of the unrolled row")
-    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default, the cores)")
     parser.add_argument("--keep-inductor-cache", action="store_true",
-                        help="use torch's usual compile cache instead of an empty one (first compile times then depend on earlier runs)")
+                        help="use torch's usual compile cache instead of empty ones (compile times then depend on earlier runs)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated parts of row names: run only those rows (e.g. 'jax (jit),while_loop')")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one row (or 'setup') in this process
     args = parser.parse_args(argv)
-    if not args.keep_inductor_cache:  # a first run's compile times: nothing cached from earlier runs
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_jax_inductor_")
+    if args.child:
+        result = compiler_setup() if args.child == "setup" else run_row(args.child, args.iterations, args.unroll,
+                                                                          args.torch_threads)
+        print(json.dumps(result))
+        return []
     try:
         import jax
     except ImportError:
         sys.exit("this optional benchmark needs jax: pip install jax")
     import torch
 
-    settings = {"torch_threads": args.torch_threads, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                "unroll": args.unroll, "fresh_inductor_cache": not args.keep_inductor_cache, "jax": jax.__version__, "torch": torch.__version__,
+    settings = {"torch_threads": args.torch_threads or torch.get_num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "unroll": args.unroll, "chunk": CHUNK, "process_per_run": True,
+                "fresh_inductor_cache": not args.keep_inductor_cache, "jax": jax.__version__, "torch": torch.__version__,
                 "python": platform.python_version(), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    rows, settings["compiler_setup_s"] = measure(args.iterations, args.rounds, args.unroll, args.torch_threads)
+    rows, settings["compiler_setup_s"] = measure(args.iterations, args.rounds, args.unroll, args.torch_threads,
+                                                 fresh_cache=not args.keep_inductor_cache,
+                                                 only=args.only.split(",") if args.only else None)
     settings["load_after"] = os.getloadavg()
     print(f"one-time compiler set-up: {settings['compiler_setup_s']}")
     for r in rows:
