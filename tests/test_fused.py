@@ -118,6 +118,14 @@ def test_unrolled_steps_equal_single_steps(compile):
     assert unrolled.t.item() == 5
 
 
+
+def assert_same_training(one: FusedMAML, h1: dict, two: FusedMAML, h2: dict, logged: list[int]) -> None:
+    """Two learners fitted on the same tasks: the same logged iterations and window losses, and the same θ."""
+    assert h2["iteration"] == h1["iteration"] == logged and two.t.item() == one.t.item() == logged[-1]
+    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
+    for k, v in one.theta.items():
+        torch.testing.assert_close(two.theta[k], v, atol=1e-5, rtol=1e-4)
+
 @pytest.mark.parametrize("compile", [False, True])
 def test_unrolled_fit_equals_single_step_fit(compile):
     """7 iterations in chunks of 4 with unroll=2: blocks of 2, and a last single step, same θ as unroll=1."""
@@ -128,10 +136,7 @@ def test_unrolled_fit_equals_single_step_fit(compile):
     torch.manual_seed(0)
     two = FusedMAML(mlp_regressor(), compile=compile, unroll=2, loop=False)
     h2 = two.fit(sample, iterations=7, chunk=4, progress=False, log_every=3)
-    assert h2["iteration"] == h1["iteration"] == [3, 6, 7] and two.t.item() == 7
-    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
-    for k, v in one.theta.items():
-        torch.testing.assert_close(two.theta[k], v, atol=1e-5, rtol=1e-4)
+    assert_same_training(one, h1, two, h2, [3, 6, 7])
 
 
 def test_unroll_is_validated():
@@ -171,10 +176,7 @@ def test_loop_equals_single_steps_and_reuses_its_compiled_code(compile):
     with torch._dynamo.config.patch(error_on_recompile=compile), warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a recompile would fall back to eager with a warning
         h2 = two.fit(sample, iterations=7, chunk=3, progress=False, log_every=2)  # last chunk: 1 of 3
-    assert h2["iteration"] == h1["iteration"] == [2, 4, 6, 7] and two.t.item() == 7
-    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5)
-    for k, v in one.theta.items():
-        torch.testing.assert_close(two.theta[k], v, atol=1e-5, rtol=1e-4)
+    assert_same_training(one, h1, two, h2, [2, 4, 6, 7])
 
 
 def test_loop_and_unroll_are_exclusive():
