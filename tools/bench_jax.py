@@ -268,30 +268,30 @@ def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0,
     if iterations % CHUNK or CHUNK % unroll:
         raise SystemExit(f"--iterations ({iterations}) must be a multiple of the chunk ({CHUNK}), and the chunk "
                          f"of --unroll ({unroll})")
-    common = ["--iterations", str(iterations), "--unroll", str(unroll), "--torch-threads", str(threads)]
-    base = tempfile.mkdtemp(prefix="bench_jax_inductor_") if fresh_cache else None
-    cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d} if d else {})  # noqa: E731
-    setup = in_child(cache_env(base), "--child", "setup", *common)
     names = [n for n in implementations(unroll) if not only or any(o in n for o in only)]
     if not names:
         raise SystemExit(f"--only {only} matches no row; the rows are {list(implementations(unroll))}")
-    envs, runs = {}, {}
-    for i, name in enumerate(names):
-        row_cache = tempfile.mkdtemp(prefix=f"bench_jax_row{i}_") if fresh_cache else None
-        if row_cache:
-            shutil.copytree(base, row_cache, dirs_exist_ok=True)
-        envs[name], runs[name] = cache_env(row_cache), []
-    for _ in range(rounds):
-        for name in envs:
-            runs[name].append(in_child(envs[name], "--child", name, *common))
-            print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
+    common = ["--iterations", str(iterations), "--unroll", str(unroll), "--torch-threads", str(threads)]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="bench_jax_") as root:  # the caches (tens of MB each) go with it
+        caches = {name: (str(Path(root) / f"row{i}") if fresh_cache else None) for i, name in enumerate(names)}
+        base = str(Path(root) / "setup") if fresh_cache else None
+        cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d} if d else {})  # noqa: E731
+        setup = in_child(cache_env(base), "--child", "setup", *common)
+        for cache in caches.values():
+            if cache:
+                shutil.copytree(base, cache)
+        for _ in range(rounds):
+            for name in names:
+                runs[name].append(in_child(cache_env(caches[name]), "--child", name, *common))
+                print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     rows = []
     for name, r in runs.items():
         ms = statistics.median(x["ms"] for x in r)
         compile_s = r[0]["warm_s"]  # the first run of the row compiled its graph
         estimate = compile_s + 70_000 * ms / 1e3
-        rows.append({"implementation": name, "ms_per_iter": ms,
-                     "measured_s_rounds": [x["warm_s"] + iterations * x["ms"] / 1e3 for x in r], "ms_per_iter_rounds": [x["ms"] for x in r],
+        rows.append({"implementation": name, "ms_per_iter": ms, "ms_per_iter_rounds": [x["ms"] for x in r],
+                     "measured_s_rounds": [x["warm_s"] + iterations * x["ms"] / 1e3 for x in r],
                      "cpu_ms_per_iter": statistics.median(x["cpu_ms"] for x in r), "compile_s": compile_s,
                      "warm_s_rounds": [x["warm_s"] for x in r], "estimate_70k_s": estimate,
                      "first_run_70k_s": estimate + setup["jax" if name.startswith("jax") else "course_lib"]})
