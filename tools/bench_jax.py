@@ -203,12 +203,14 @@ def compiler_setup(jax_too: bool = True) -> dict[str, float]:
     """Each compiler's one-time set-up, timed by compiling a trivial function before any row.
 
     Inductor's first compile on an empty cache builds its ISA probes and precompiled headers (kept in
-    the cache: once per machine and torch version; both wrappers are warmed); XLA's first jit starts
+    the cache: once per machine and torch version; the Python wrapper and `FusedMAML`'s C++ build are warmed); XLA's first jit starts
     its CPU backend. Without this, the first torch row would pay inductor's set-up for all the others.
     Each row's process calls it too, before its own compile: there it finds the on-disk set-up in the
     cache and only starts the compilers in that process. Imports are not timed.
     """
     import torch
+
+    from course_lib.algorithms.fused import inductor_options
 
     if jax_too:
         import jax
@@ -217,7 +219,7 @@ def compiler_setup(jax_too: bool = True) -> dict[str, float]:
     if jax_too:
         jax.jit(lambda x: (jnp.sin(x) * 2).sum())(jnp.ones(10)).block_until_ready()
     t1 = time.perf_counter()
-    for options in ({"cpp_wrapper": False}, {"cpp_wrapper": True}):
+    for options in ({"cpp_wrapper": False}, inductor_options(torch.device("cpu"))):  # FusedMAML's, and the Python wrapper
         torch.compile(lambda x: (x.sin() * 2).sum(), dynamic=False, options=options)(torch.ones(10))
     return {"jax": t1 - t0, "course_lib": time.perf_counter() - t1}
 
@@ -276,7 +278,11 @@ def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0,
     with tempfile.TemporaryDirectory(prefix="bench_jax_") as root:  # the caches (tens of MB each) go with it
         caches = {name: (str(Path(root) / f"row{i}") if fresh_cache else None) for i, name in enumerate(names)}
         base = str(Path(root) / "setup") if fresh_cache else None
-        cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d} if d else {})  # noqa: E731
+        # Inductor keeps its precompiled headers outside its cache, under the temporary folder: a TMPDIR of
+        # the run's own makes the set-up child build them (as on a new machine) and the rows share them.
+        tmp = Path(root) / "tmp"
+        tmp.mkdir()
+        cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d, "TMPDIR": str(tmp)} if d else {})  # noqa: E731
         setup = in_child(cache_env(base), "--child", "setup", *common)
         for cache in caches.values():
             if cache:

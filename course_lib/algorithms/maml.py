@@ -146,18 +146,22 @@ def maml_loss(model: nn.Module, theta: Params, batch: TaskBatch, *, loss_fn: Los
                              steps=steps, first_order=first_order, adapt=adapt)
 
 
-def maml_loss_tensors(model: nn.Module, theta: Params, rates: Params, xs: Tensor, ys: Tensor, ms: Tensor,
-                      xq: Tensor, yq: Tensor, mq: Tensor, *, loss_fn: LossFn, steps: int,
+def maml_loss_tensors(model: nn.Module, theta: Params, rates: Params, xs: Tensor, ys: Tensor, ms: Tensor | None,
+                      xq: Tensor, yq: Tensor, mq: Tensor | None, *, loss_fn: LossFn, steps: int,
                       first_order: bool, adapt: list[str] | None) -> Tensor:
-    """`maml_loss` on raw tensors (masks included, α as `inner_rates`): what the fit loop differentiates."""
+    """`maml_loss` on raw tensors (masks included, α as `inner_rates`): what the fit loop differentiates.
 
-    def one_task(theta_: Params, rates_: Params, xs: Tensor, ys: Tensor, ms: Tensor, xq: Tensor,
-                 yq: Tensor, mq: Tensor) -> Tensor:
+    ``ms``/``mq`` None: every example of every task counts (no mask arithmetic in the graph, chapter 08).
+    """
+
+    def one_task(theta_: Params, rates_: Params, xs: Tensor, ys: Tensor, ms: Tensor | None, xq: Tensor,
+                 yq: Tensor, mq: Tensor | None) -> Tensor:
         phi = inner_adapt(model, theta_, xs, ys, ms, loss_fn=loss_fn, alpha=rates_, steps=steps,
                           first_order=first_order, adapt=adapt)
         return task_loss(model, phi, loss_fn, xq, yq, mq)
 
-    per_task = vmap(one_task, in_dims=(None, None, 0, 0, 0, 0, 0, 0), randomness="different")(
+    masks = tuple(None if m is None else 0 for m in (ms, mq))  # None: every example counts (no mask ops)
+    per_task = vmap(one_task, in_dims=(None, None, 0, 0, masks[0], 0, 0, masks[1]), randomness="different")(
         theta, rates, xs, ys, ms, xq, yq, mq)
     return per_task.mean()
 
