@@ -182,3 +182,16 @@ def test_loop_equals_single_steps_and_reuses_its_compiled_code(compile):
 def test_loop_and_unroll_are_exclusive():
     with pytest.raises(ValueError, match="loop=False"):
         FusedMAML(mlp_regressor(), unroll=2)
+
+
+def test_inductor_options_build_the_cpu_wrapper_apart_unless_told_otherwise():
+    from torch._inductor import config
+
+    from course_lib.algorithms.fused import COMPILE_OPTIONS, CPU_BUILD_OPTIONS, inductor_options
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    supported = {k: v for k, v in CPU_BUILD_OPTIONS.items() if hasattr(config, k)}
+    assert inductor_options(cpu) == COMPILE_OPTIONS | supported
+    assert inductor_options(cuda) == COMPILE_OPTIONS  # GPU wrappers are built at -O1 already
+    assert inductor_options(cpu, {"cpp_wrapper": False}) == {"cpp_wrapper": False}  # Python wrapper: nothing to split
+    assert inductor_options(cpu, {"cpp_wrapper_build_separate": False})["cpp_wrapper_build_separate"] is False

@@ -202,9 +202,9 @@ def implementations(unroll: int) -> dict:
 def compiler_setup(jax_too: bool = True) -> dict[str, float]:
     """Each compiler's one-time set-up, timed by compiling a trivial function before any row.
 
-    Inductor's first compile on an empty cache builds its ISA probes and precompiled headers (kept in
-    the cache: once per machine and torch version; the Python wrapper and `FusedMAML`'s C++ build are warmed); XLA's first jit starts
-    its CPU backend. Without this, the first torch row would pay inductor's set-up for all the others.
+    Inductor's first compile builds its ISA probes (kept in its cache) and precompiled headers (kept
+    under the temporary folder): once per machine and torch version; the Python wrapper and
+    `FusedMAML`'s C++ build are both warmed. XLA's first jit starts its CPU backend. Without this, the first torch row would pay inductor's set-up for all the others.
     Each row's process calls it too, before its own compile: there it finds the on-disk set-up in the
     cache and only starts the compilers in that process. Imports are not timed.
     """
@@ -219,7 +219,7 @@ def compiler_setup(jax_too: bool = True) -> dict[str, float]:
     if jax_too:
         jax.jit(lambda x: (jnp.sin(x) * 2).sum())(jnp.ones(10)).block_until_ready()
     t1 = time.perf_counter()
-    for options in ({"cpp_wrapper": False}, inductor_options(torch.device("cpu"))):  # FusedMAML's, and the Python wrapper
+    for options in ({"cpp_wrapper": False}, inductor_options(torch.device("cpu"))):
         torch.compile(lambda x: (x.sin() * 2).sum(), dynamic=False, options=options)(torch.ones(10))
     return {"jax": t1 - t0, "course_lib": time.perf_counter() - t1}
 

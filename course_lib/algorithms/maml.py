@@ -160,7 +160,7 @@ def maml_loss_tensors(model: nn.Module, theta: Params, rates: Params, xs: Tensor
                           first_order=first_order, adapt=adapt)
         return task_loss(model, phi, loss_fn, xq, yq, mq)
 
-    masks = tuple(None if m is None else 0 for m in (ms, mq))  # None: every example counts (no mask ops)
+    masks = tuple(None if m is None else 0 for m in (ms, mq))
     per_task = vmap(one_task, in_dims=(None, None, 0, 0, masks[0], 0, 0, masks[1]), randomness="different")(
         theta, rates, xs, ys, ms, xq, yq, mq)
     return per_task.mean()
