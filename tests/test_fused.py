@@ -184,14 +184,17 @@ def test_loop_and_unroll_are_exclusive():
         FusedMAML(mlp_regressor(), unroll=2)
 
 
-def test_inductor_options_build_the_cpu_wrapper_apart_unless_told_otherwise():
+def test_inductor_options_on_the_cpu_unless_told_otherwise():
     from torch._inductor import config
 
-    from course_lib.algorithms.fused import COMPILE_OPTIONS, CPU_BUILD_OPTIONS, inductor_options
+    from course_lib.algorithms.fused import COMPILE_OPTIONS, CPU_BUILD_OPTIONS, CPU_GRAPH_OPTIONS, inductor_options
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    supported = {k: v for k, v in CPU_BUILD_OPTIONS.items() if hasattr(config, k)}
-    assert inductor_options(cpu) == COMPILE_OPTIONS | supported
-    assert inductor_options(cuda) == COMPILE_OPTIONS  # GPU wrappers are built at -O1 already
-    assert inductor_options(cpu, {"cpp_wrapper": False}) == {"cpp_wrapper": False}  # Python wrapper: nothing to split
+    graph = {k: v for k, v in CPU_GRAPH_OPTIONS.items() if hasattr(config, k)}
+    build = {k: v for k, v in CPU_BUILD_OPTIONS.items() if hasattr(config, k)}
+    assert inductor_options(cpu) == COMPILE_OPTIONS | graph | build
+    assert inductor_options(cuda) == COMPILE_OPTIONS  # GPU wrappers are built at -O1 already; rewrites kept
+    # The Python wrapper: nothing to split, the graph options still apply.
+    assert inductor_options(cpu, {"cpp_wrapper": False}) == {"cpp_wrapper": False} | graph
     assert inductor_options(cpu, {"cpp_wrapper_build_separate": False})["cpp_wrapper_build_separate"] is False
+    assert inductor_options(cpu, {"pattern_matcher": True})["pattern_matcher"] is True

@@ -36,7 +36,7 @@ from course_lib.algorithms.functional import LossFn, Params, get_loss, maybe_com
 from course_lib.algorithms.maml import inner_rates, maml_loss_tensors  # raw tensors: a TaskBatch's NaN checks would break the graph
 from course_lib.tasks import TaskBatch
 
-__all__ = ["COMPILE_OPTIONS", "CPU_BUILD_OPTIONS", "FusedMAML", "adam_update", "inductor_options"]
+__all__ = ["COMPILE_OPTIONS", "CPU_BUILD_OPTIONS", "CPU_GRAPH_OPTIONS", "FusedMAML", "adam_update", "inductor_options"]
 
 # Inductor's wrapper around the generated kernels in C++ instead of Python: the step is a few dozen
 # small kernels, and calling each from Python cost about a tenth of an iteration (chapter 08).
@@ -45,17 +45,24 @@ COMPILE_OPTIONS = {"cpp_wrapper": True}
 # and calls, most of the C++ and 3.5 s of g++ at -O3 in the chapter 08 profile) at inductor's -O1 for
 # wrappers, the kernels at -O3 as before. The same kernels; about 2 s less compile per graph (chapter 08).
 CPU_BUILD_OPTIONS = {"cpp_wrapper_build_separate": True}
+# On the CPU, without inductor's pattern rewrites: with them, each task's inner-loop update of the
+# 40 × 40 weight is laid out transposed, and the batched products that read it are slower (1 thread:
+# 50 against 32 µs per product, averaged over the six of an iteration). Without them a meta-iteration
+# of the sinusoid loop takes 15 % less (1 thread: 0.44 against 0.52 ms), the losses agree to rounding
+# and the compile takes as long (chapter 08; measurements in the README).
+CPU_GRAPH_OPTIONS = {"pattern_matcher": False}
 
 
 def inductor_options(device: torch.device, user: dict | None = None) -> dict:
-    """`COMPILE_OPTIONS`, `CPU_BUILD_OPTIONS` where they apply (a CPU C++ wrapper, a torch that has them),
-    then the caller's ``user`` options, which win."""
+    """`COMPILE_OPTIONS`; on the CPU `CPU_GRAPH_OPTIONS`, and `CPU_BUILD_OPTIONS` with the C++ wrapper
+    (each where this torch has it); then the caller's ``user`` options, which win."""
     options = dict(COMPILE_OPTIONS)
     with_cpp_wrapper = (user or {}).get("cpp_wrapper", options["cpp_wrapper"])
-    if device.type == "cpu" and with_cpp_wrapper:
+    if device.type == "cpu":
         from torch._inductor import config
 
-        options |= {k: v for k, v in CPU_BUILD_OPTIONS.items() if hasattr(config, k)}
+        cpu = CPU_GRAPH_OPTIONS | (CPU_BUILD_OPTIONS if with_cpp_wrapper else {})
+        options |= {k: v for k, v in cpu.items() if hasattr(config, k)}
     return options | (user or {})
 
 
