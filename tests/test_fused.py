@@ -187,14 +187,56 @@ def test_loop_and_unroll_are_exclusive():
 def test_inductor_options_on_the_cpu_unless_told_otherwise():
     from torch._inductor import config
 
-    from course_lib.algorithms.fused import COMPILE_OPTIONS, CPU_BUILD_OPTIONS, CPU_GRAPH_OPTIONS, inductor_options
+    from course_lib.algorithms.fused import (COMPILE_OPTIONS, CPU_BUILD_OPTIONS, CPU_GRAPH_OPTIONS, LOOP_CACHE_OPTIONS,
+                                             inductor_options)
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    graph = {k: v for k, v in CPU_GRAPH_OPTIONS.items() if hasattr(config, k)}
-    build = {k: v for k, v in CPU_BUILD_OPTIONS.items() if hasattr(config, k)}
-    assert inductor_options(cpu) == COMPILE_OPTIONS | graph | build
-    assert inductor_options(cuda) == COMPILE_OPTIONS  # GPU wrappers are built at -O1 already; rewrites kept
+    supported = lambda options: {k: v for k, v in options.items() if hasattr(config, k)}  # noqa: E731
+    graph, build, cache = supported(CPU_GRAPH_OPTIONS), supported(CPU_BUILD_OPTIONS), supported(LOOP_CACHE_OPTIONS)
+    assert inductor_options(cpu) == COMPILE_OPTIONS | cache | graph | build
+    assert inductor_options(cuda) == COMPILE_OPTIONS | cache  # GPU wrappers are built at -O1 already; rewrites kept
     # The Python wrapper: nothing to split, the graph options still apply.
-    assert inductor_options(cpu, {"cpp_wrapper": False}) == {"cpp_wrapper": False} | graph
+    assert inductor_options(cpu, {"cpp_wrapper": False}) == {"cpp_wrapper": False} | cache | graph
     assert inductor_options(cpu, {"cpp_wrapper_build_separate": False})["cpp_wrapper_build_separate"] is False
     assert inductor_options(cpu, {"pattern_matcher": True})["pattern_matcher"] is True
+
+
+_LOOP_IN_A_NEW_PROCESS = """
+import json, sys, torch
+from torch._dynamo.utils import counters
+from course_lib.algorithms.fused import FusedMAML
+from course_lib.models.regressor import mlp_regressor
+from course_lib.tasks import sample_sinusoid_tasks
+torch.set_num_threads(1)
+torch.manual_seed(0)
+learner = FusedMAML(mlp_regressor(), "mse", alpha=0.01, beta=1e-3, first_order=sys.argv[1] == "first")
+history = learner.fit(lambda g: sample_sinusoid_tasks(4 * 5, 5, 5, generator=g)[0], 8, chunk=4, progress=False,
+                      log_every=1)
+print(json.dumps({"losses": history["loss"], "hits": counters["inductor"]["fxgraph_cache_hit"]}))
+"""
+
+
+def test_the_compiled_loop_is_cached_for_the_next_process(tmp_path):
+    """torch 2.14 does not cache graphs with `while_loop` unless told to (`LOOP_CACHE_OPTIONS`): the second
+    process must load the loop from the cache with the same losses, and a loop with another body must not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from torch._inductor import config
+
+    if not hasattr(config, "unsafe_marked_cacheable_functions"):
+        pytest.skip("this torch has no unsafe_marked_cacheable_functions")
+    env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "OMP_NUM_THREADS": "1"}
+
+    def run(order: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", _LOOP_IN_A_NEW_PROCESS, order], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second, other_body = run("second"), run("second"), run("first")
+    assert first["hits"] == 0 and second["hits"] >= 1, (first, second)
+    assert second["losses"] == first["losses"]
+    assert other_body["hits"] == 0 and other_body["losses"] != first["losses"]

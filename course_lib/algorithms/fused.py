@@ -36,7 +36,8 @@ from course_lib.algorithms.functional import LossFn, Params, get_loss, maybe_com
 from course_lib.algorithms.maml import inner_rates, maml_loss_tensors  # raw tensors: a TaskBatch's NaN checks would break the graph
 from course_lib.tasks import TaskBatch
 
-__all__ = ["COMPILE_OPTIONS", "CPU_BUILD_OPTIONS", "CPU_GRAPH_OPTIONS", "FusedMAML", "adam_update", "inductor_options"]
+__all__ = ["COMPILE_OPTIONS", "CPU_BUILD_OPTIONS", "CPU_GRAPH_OPTIONS", "FusedMAML", "LOOP_CACHE_OPTIONS", "adam_update",
+           "inductor_options"]
 
 # Inductor's wrapper around the generated kernels in C++ instead of Python: the step is a few dozen
 # small kernels, and calling each from Python cost about a tenth of an iteration (chapter 08).
@@ -51,18 +52,27 @@ CPU_BUILD_OPTIONS = {"cpp_wrapper_build_separate": True}
 # of the sinusoid loop takes 15 % less (1 thread: 0.44 against 0.52 ms), the losses agree to rounding
 # and the compile takes as long (chapter 08; measurements in the README).
 CPU_GRAPH_OPTIONS = {"pattern_matcher": False}
+# Let inductor's and AOTAutograd's caches keep the loop's graph. torch 2.14 skips every graph that
+# contains `while_loop` (the operator is not marked cacheable), so each new process compiled the loop
+# again (9-11 s); with it cached, a new process loads it in a few seconds. The loop's condition and
+# body are subgraphs of the cached graph and part of its key, as for the operators torch does mark
+# cacheable (flex_attention, invoke_subgraph); a test checks that a second process loads the graph
+# with the same losses and that a loop with another body (first order) is compiled anew. Keyed by
+# the torch version (chapter 08).
+LOOP_CACHE_OPTIONS = {"unsafe_marked_cacheable_functions": {"torch.ops.higher_order.while_loop": torch.__version__}}
 
 
 def inductor_options(device: torch.device, user: dict | None = None) -> dict:
-    """`COMPILE_OPTIONS`; on the CPU `CPU_GRAPH_OPTIONS`, and `CPU_BUILD_OPTIONS` with the C++ wrapper
-    (each where this torch has it); then the caller's ``user`` options, which win."""
+    """`COMPILE_OPTIONS` and `LOOP_CACHE_OPTIONS`; on the CPU `CPU_GRAPH_OPTIONS`, and `CPU_BUILD_OPTIONS`
+    with the C++ wrapper (each where this torch has it); then the caller's ``user`` options, which win."""
+    from torch._inductor import config
+
     options = dict(COMPILE_OPTIONS)
     with_cpp_wrapper = (user or {}).get("cpp_wrapper", options["cpp_wrapper"])
+    extra = LOOP_CACHE_OPTIONS.copy()
     if device.type == "cpu":
-        from torch._inductor import config
-
-        cpu = CPU_GRAPH_OPTIONS | (CPU_BUILD_OPTIONS if with_cpp_wrapper else {})
-        options |= {k: v for k, v in cpu.items() if hasattr(config, k)}
+        extra |= CPU_GRAPH_OPTIONS | (CPU_BUILD_OPTIONS if with_cpp_wrapper else {})
+    options |= {k: v for k, v in extra.items() if hasattr(config, k)}
     return options | (user or {})
 
 
