@@ -201,9 +201,36 @@ def test_inductor_options_on_the_cpu_unless_told_otherwise():
     assert inductor_options(cpu, {"pattern_matcher": True})["pattern_matcher"] is True
 
 
+def test_parallel_cpp_builds_restores_torch_and_nests():
+    import os
+
+    from torch._inductor import codecache
+
+    from course_lib.algorithms.fused import parallel_cpp_builds
+
+    serial = codecache._worker_compile_cpp
+    with parallel_cpp_builds():
+        inside = codecache._worker_compile_cpp
+        assert (inside is not serial) == ((os.cpu_count() or 1) >= 2)  # one core: nothing to gain, no swap
+        with parallel_cpp_builds():  # nested: no second swap
+            assert codecache._worker_compile_cpp is inside
+        assert codecache._worker_compile_cpp is inside
+    assert codecache._worker_compile_cpp is serial
+    with pytest.raises(RuntimeError, match="boom"), parallel_cpp_builds():
+        raise RuntimeError("boom")
+    assert codecache._worker_compile_cpp is serial  # restored after an error too
+
+
 _LOOP_IN_A_NEW_PROCESS = """
-import json, sys, torch
+import json, sys, time, torch
 from torch._dynamo.utils import counters
+from torch._inductor.cpp_builder import CppBuilder
+builds, build = [], CppBuilder.build
+def timed(self):  # when each C++ file was built: the wrapper and the kernels must overlap
+    start = time.perf_counter()
+    build(self)
+    builds.append([self.get_target_file_path(), start, time.perf_counter()])
+CppBuilder.build = timed
 from course_lib.algorithms.fused import FusedMAML
 from course_lib.models.regressor import mlp_regressor
 from course_lib.tasks import sample_sinusoid_tasks
@@ -212,13 +239,14 @@ torch.manual_seed(0)
 learner = FusedMAML(mlp_regressor(), "mse", alpha=0.01, beta=1e-3, first_order=sys.argv[1] == "first")
 history = learner.fit(lambda g: sample_sinusoid_tasks(4 * 5, 5, 5, generator=g)[0], 8, chunk=4, progress=False,
                       log_every=1)
-print(json.dumps({"losses": history["loss"], "hits": counters["inductor"]["fxgraph_cache_hit"]}))
+print(json.dumps({"losses": history["loss"], "hits": counters["inductor"]["fxgraph_cache_hit"], "builds": builds}))
 """
 
 
 def test_the_compiled_loop_is_cached_for_the_next_process(tmp_path):
     """torch 2.14 does not cache graphs with `while_loop` unless told to (`LOOP_CACHE_OPTIONS`): the second
-    process must load the loop from the cache with the same losses, and a loop with another body must not."""
+    process must load the loop from the cache with the same losses, and a loop with another body must not.
+    The first process's compile builds its two C++ files side by side (`parallel_cpp_builds`)."""
     import json
     import os
     import subprocess
@@ -238,5 +266,10 @@ def test_the_compiled_loop_is_cached_for_the_next_process(tmp_path):
 
     first, second, other_body = run("second"), run("second"), run("first")
     assert first["hits"] == 0 and second["hits"] >= 1, (first, second)
+    # The first process compiled the loop: its wrapper (main) and kernels (optimized) were built side by side.
+    main, kernels = ([b for b in first["builds"] if b[0].endswith(f".{part}.o")] for part in ("main", "optimized"))
+    assert len(main) == len(kernels) == 1, first["builds"]
+    if (os.cpu_count() or 1) >= 2:
+        assert main[0][1] < kernels[0][2] and kernels[0][1] < main[0][2], first["builds"]  # the intervals overlap
     assert second["losses"] == first["losses"]
     assert other_body["hits"] == 0 and other_body["losses"] != first["losses"]

@@ -33,7 +33,8 @@ thread), XLA its defaults unless ``XLA_FLAGS`` is set; the CPU-time column shows
 cost. The settings, versions and the load average before and after are written to the JSON.
 
 Needs jax (``pip install jax``; CPU is enough); it is not a dependency of the course.
-Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--unroll 10] [--json FILE]``.
+``--cold``: every run, not only a row's first, starts from the set-up cache and compiles its graph.
+Run: ``python tools/bench_jax.py [--iterations 3000] [--rounds 3] [--unroll 10] [--cold] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -255,15 +256,16 @@ def in_child(env: dict, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0,
-            fresh_cache: bool = True, only: list[str] | None = None) -> tuple[list[dict], dict[str, float]]:
+def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0, fresh_cache: bool = True,
+            only: list[str] | None = None, cold: bool = False) -> tuple[list[dict], dict[str, float]]:
     """Set up the compilers, then run every implementation ``rounds`` times, alternating, each run in
     its own process (so no framework's threads compete with another's); returns rows and set-up times.
 
     ``fresh_cache``: the set-up runs in a child on a new, empty inductor cache, and each row gets a
     copy of it, so the row's first run compiles its graph from scratch (the compile column) and its
-    later runs load it. Otherwise every child uses torch's usual cache. The ms columns are medians
-    over all rounds. ``only``: run just the rows whose names contain one of these strings.
+    later runs load it; ``cold``: every run gets a new copy, so every run compiles its graph (the
+    compile column is then the median). Otherwise every child uses torch's usual cache. The ms columns
+    are medians over all rounds. ``only``: run just the rows whose names contain one of these strings.
     """
     import shutil
 
@@ -287,14 +289,18 @@ def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0,
         for cache in caches.values():
             if cache:
                 shutil.copytree(base, cache)
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for name in names:
+                if cold and caches[name] and round_:  # round 1 has its fresh copy already
+                    shutil.rmtree(caches[name])
+                    shutil.copytree(base, caches[name])
                 runs[name].append(in_child(cache_env(caches[name]), "--child", name, *common))
                 print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     rows = []
     for name, r in runs.items():
         ms = statistics.median(x["ms"] for x in r)
-        compile_s = r[0]["warm_s"]  # the first run of the row compiled its graph
+        # the first run of the row compiled its graph (with ``cold``, every run did)
+        compile_s = statistics.median(x["warm_s"] for x in r) if cold else r[0]["warm_s"]
         estimate = compile_s + 70_000 * ms / 1e3
         rows.append({"implementation": name, "ms_per_iter": ms, "ms_per_iter_rounds": [x["ms"] for x in r],
                      "measured_s_rounds": [x["warm_s"] + iterations * x["ms"] / 1e3 for x in r],
@@ -312,11 +318,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default, the cores)")
     parser.add_argument("--keep-inductor-cache", action="store_true",
                         help="use torch's usual compile cache instead of empty ones (compile times then depend on earlier runs)")
+    parser.add_argument("--cold", action="store_true",
+                        help="every run starts from the set-up cache, so every run compiles its graph (not only the first)")
     parser.add_argument("--only", default=None,
                         help="comma-separated parts of row names: run only those rows (e.g. 'jax (jit),while_loop')")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one row (or 'setup') in this process
     args = parser.parse_args(argv)
+    if args.cold and args.keep_inductor_cache:
+        parser.error("--cold copies the set-up cache for every run; it cannot be combined with --keep-inductor-cache")
     if args.child:
         result = compiler_setup() if args.child == "setup" else run_row(args.child, args.iterations, args.unroll,
                                                                           args.torch_threads)
@@ -330,11 +340,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     settings = {"torch_threads": args.torch_threads or torch.get_num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
                 "unroll": args.unroll, "chunk": CHUNK, "process_per_run": True,
-                "fresh_inductor_cache": not args.keep_inductor_cache, "jax": jax.__version__, "torch": torch.__version__,
+                "fresh_inductor_cache": not args.keep_inductor_cache, "cold": args.cold, "jax": jax.__version__, "torch": torch.__version__,
                 "python": platform.python_version(), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     rows, settings["compiler_setup_s"] = measure(args.iterations, args.rounds, args.unroll, args.torch_threads,
                                                  fresh_cache=not args.keep_inductor_cache,
-                                                 only=args.only.split(",") if args.only else None)
+                                                 only=args.only.split(",") if args.only else None, cold=args.cold)
     settings["load_after"] = os.getloadavg()
     print(f"one-time compiler set-up: {settings['compiler_setup_s']}")
     for r in rows:
