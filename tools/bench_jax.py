@@ -286,13 +286,10 @@ def measure(iterations: int, rounds: int, unroll: int = 1, threads: int = 0, fre
         tmp.mkdir()
         cache_env = lambda d: os.environ | ({"TORCHINDUCTOR_CACHE_DIR": d, "TMPDIR": str(tmp)} if d else {})  # noqa: E731
         setup = in_child(cache_env(base), "--child", "setup", *common)
-        for cache in caches.values():
-            if cache:
-                shutil.copytree(base, cache)
         for round_ in range(rounds):
             for name in names:
-                if cold and caches[name] and round_:  # round 1 has its fresh copy already
-                    shutil.rmtree(caches[name])
+                if caches[name] and (cold or not round_):  # a fresh copy of the set-up: this run compiles its graph
+                    shutil.rmtree(caches[name], ignore_errors=True)
                     shutil.copytree(base, caches[name])
                 runs[name].append(in_child(cache_env(caches[name]), "--child", name, *common))
                 print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)

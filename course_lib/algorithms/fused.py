@@ -120,11 +120,20 @@ def parallel_cpp_builds() -> Iterator[None]:
 
 
 def _building_side_by_side(fn: Callable) -> Callable:
-    """``fn`` with `parallel_cpp_builds` around each call (a call that compiles builds its C++ side by side)."""
+    """``fn`` whose first call, the one that compiles, runs inside `parallel_cpp_builds`; later calls go straight
+    to ``fn`` (entering the context costs about 30 µs, 6 % of a one-step call). `FusedMAML`'s calls keep
+    their shapes, so the first is the only one that compiles; one that did not would build serially, as torch does."""
+    compiled = False
+
     @functools.wraps(fn)
     def call(*args: Tensor):
-        with parallel_cpp_builds():
+        nonlocal compiled
+        if compiled:
             return fn(*args)
+        with parallel_cpp_builds():
+            out = fn(*args)
+        compiled = True
+        return out
     return call
 
 
