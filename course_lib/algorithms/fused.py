@@ -104,9 +104,9 @@ def parallel_cpp_builds() -> Iterator[None]:
 
         *objects, linker = builders
         with FileLock(lock_path, timeout=codecache.LOCK_TIMEOUT):
-            todo = [b for b in objects if not os.path.exists(b.get_target_file_path())]
-            with ThreadPoolExecutor(max(len(todo), 1)) as pool:  # g++ runs in subprocesses: threads suffice
-                for done in [pool.submit(b.build) for b in todo]:
+            with ThreadPoolExecutor(len(objects)) as pool:  # g++ runs in subprocesses: threads suffice
+                builds = [pool.submit(b.build) for b in objects if not os.path.exists(b.get_target_file_path())]
+                for done in builds:
                     done.result()  # a compile error surfaces here, as torch's own
             if not os.path.exists(linker.get_target_file_path()):
                 linker.build()
